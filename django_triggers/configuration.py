@@ -1,0 +1,230 @@
+"""Validation of task configurations, before anything is stored.
+
+``update_configuration`` turns each ``{task_name: directives}`` entry into a
+:class:`TaskSpec`, and refuses the whole mapping with a
+:class:`~django_triggers.exceptions.ConfigurationError` naming the task and
+the directive at the first problem found.
+"""
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django_triggers import encoding
+from django_triggers.exceptions import ConfigurationError, UnencodableValue
+
+AFTER = "after"
+RUN = "run"
+AND_EVERY = "andEvery"
+UNLESS = "unless"
+WITH_PARAMS = "withParams"
+USING = "using"
+KNOWN_DIRECTIVES = frozenset({AFTER, RUN, AND_EVERY, UNLESS, WITH_PARAMS, USING})
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One validated task configuration, in the shape :class:`TaskConfig` stores."""
+
+    name: str
+    run: str
+    after: list[str]
+    and_every: str = ""
+    unless: list[str] = field(default_factory=list)
+    with_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    using: str = ""
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_configuration(
+    configuration: Mapping[str, Any],
+    existing_after: Mapping[str, Iterable[str]],
+) -> list[TaskSpec]:
+    """Validate ``configuration`` merged over the tasks already configured.
+
+    ``existing_after`` maps the session's configured task names to their
+    ``after`` sets, so that a cycle through tasks configured earlier is found too.
+    """
+    if not isinstance(configuration, Mapping):
+        raise ConfigurationError(
+            f"the configuration must be a mapping of task names to directives, "
+            f"not {type(configuration).__name__}"
+        )
+    specs = [parse_task(name, directives) for name, directives in configuration.items()]
+    after_by_task = {name: set(after) for name, after in existing_after.items()}
+    after_by_task.update({spec.name: set(spec.after) for spec in specs})
+    _check_no_cycle(after_by_task, [spec.name for spec in specs])
+    return specs
+
+
+def parse_task(name: Any, directives: Any) -> TaskSpec:
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(f"task names must be non-empty strings, not {name!r}")
+    if not isinstance(directives, Mapping):
+        raise ConfigurationError(
+            f"the directives must be a mapping, not {type(directives).__name__}", task=name
+        )
+    for key in directives:
+        if not isinstance(key, str):
+            raise ConfigurationError(f"directive names must be strings, not {key!r}", task=name)
+
+    and_every = _optional_trigger_name(name, directives, AND_EVERY)
+    after = _trigger_names(name, directives, AFTER, required=True, allow_empty=bool(and_every))
+    if and_every and and_every not in after:
+        after.append(and_every)
+    if name in after:
+        raise ConfigurationError(
+            "a task cannot wait for its own trigger (it fires only when the task finishes)",
+            task=name,
+            directive=AND_EVERY if name == and_every else AFTER,
+        )
+    unless = _trigger_names(name, directives, UNLESS, required=False, allow_empty=False)
+
+    return TaskSpec(
+        name=name,
+        run=_run(name, directives),
+        after=after,
+        and_every=and_every,
+        unless=unless,
+        with_params=_with_params(name, directives),
+        using=_using(name, directives),
+        extras=_extras(name, directives),
+    )
+
+
+def _trigger_names(
+    task: str, directives: Mapping[str, Any], directive: str, *, required: bool, allow_empty: bool
+) -> list[str]:
+    if directive not in directives:
+        if required:
+            raise ConfigurationError("this directive is required", task=task, directive=directive)
+        return []
+    value = directives[directive]
+    if not isinstance(value, list | tuple | set | frozenset):
+        raise ConfigurationError(
+            f"expected a list of trigger names, not {type(value).__name__} {value!r}",
+            task=task,
+            directive=directive,
+        )
+    names: list[str] = []
+    for item in sorted(value) if isinstance(value, set | frozenset) else value:
+        if not isinstance(item, str) or not item:
+            raise ConfigurationError(
+                f"trigger names must be non-empty strings, not {item!r}",
+                task=task,
+                directive=directive,
+            )
+        if item not in names:
+            names.append(item)
+    if not names and not allow_empty:
+        hint = " (or give andEvery)" if directive == AFTER else ""
+        raise ConfigurationError(
+            f"must name at least one trigger{hint}", task=task, directive=directive
+        )
+    return names
+
+
+def _optional_trigger_name(task: str, directives: Mapping[str, Any], directive: str) -> str:
+    value = directives.get(directive)
+    if value is None:
+        return ""
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(
+            f"expected one trigger name (a non-empty string), not {value!r}",
+            task=task,
+            directive=directive,
+        )
+    return value
+
+
+def _run(task: str, directives: Mapping[str, Any]) -> str:
+    if RUN not in directives:
+        raise ConfigurationError("this directive is required", task=task, directive=RUN)
+    run = directives[RUN]
+    if not isinstance(run, str) or not run:
+        raise ConfigurationError(
+            f"expected the name of a Celery task, not {run!r}", task=task, directive=RUN
+        )
+    from django_triggers.task import get_trigger_task
+
+    try:
+        get_trigger_task(run)
+    except LookupError as exc:
+        raise ConfigurationError(str(exc), task=task, directive=RUN) from None
+    return run
+
+
+def _with_params(task: str, directives: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    params = directives.get(WITH_PARAMS)
+    if params is None:
+        return {}
+    if not isinstance(params, Mapping):
+        raise ConfigurationError(
+            f"expected a dict of dicts, not {type(params).__name__}",
+            task=task,
+            directive=WITH_PARAMS,
+        )
+    for key, value in params.items():
+        if not isinstance(key, str) or not isinstance(value, Mapping):
+            raise ConfigurationError(
+                f"expected a dict of dicts (like trigger kwargs); the value of {key!r} "
+                f"is {type(value).__name__}, not a dict",
+                task=task,
+                directive=WITH_PARAMS,
+            )
+    return _encodable(task, WITH_PARAMS, params)
+
+
+def _using(task: str, directives: Mapping[str, Any]) -> str:
+    using = directives.get(USING)
+    if using is None:
+        return ""
+    from django_triggers.runners import get_runner_class
+
+    if not isinstance(using, str):
+        raise ConfigurationError(
+            f"expected a runner name, not {using!r}", task=task, directive=USING
+        )
+    try:
+        get_runner_class(using)
+    except LookupError as exc:
+        raise ConfigurationError(str(exc), task=task, directive=USING) from None
+    return using
+
+
+def _extras(task: str, directives: Mapping[str, Any]) -> dict[str, Any]:
+    extras = {key: value for key, value in directives.items() if key not in KNOWN_DIRECTIVES}
+    for key, value in extras.items():
+        _encodable(task, key, value)
+    return extras
+
+
+def _encodable(task: str, directive: str, value: Any) -> Any:
+    try:
+        return encoding.normalize(value, what=f"the value of {directive!r}")
+    except UnencodableValue as exc:
+        raise ConfigurationError(str(exc), task=task, directive=directive) from None
+
+
+def _check_no_cycle(after_by_task: Mapping[str, set[str]], new_tasks: list[str]) -> None:
+    """Refuse tasks that wait, through cascades, for their own completion."""
+    done: set[str] = set()
+
+    def visit(task: str, path: list[str]) -> None:
+        if task in done:
+            return
+        for trigger in sorted(after_by_task.get(task, ())):
+            if trigger not in after_by_task:
+                continue
+            if trigger in path:
+                cycle = [*path[path.index(trigger) :], trigger]
+                raise ConfigurationError(
+                    f"tasks wait for each other's cascades in a cycle: {' -> '.join(cycle)}",
+                    task=new_tasks[0] if task not in new_tasks else task,
+                    directive=AFTER,
+                )
+            visit(trigger, [*path, trigger])
+        done.add(task)
+
+    for task in new_tasks:
+        visit(task, [task])

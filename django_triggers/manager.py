@@ -1,0 +1,726 @@
+"""The rules: configuration, firing, scheduling, recovery.
+
+Every change of state goes through :class:`TriggerManager`. Each one runs in
+a database transaction that first locks the session row, so fires into one
+session serialize across threads, processes and servers, and instances are
+handed to their runners only once that transaction has committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Exists, Max, OuterRef, Q, Subquery
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from django_triggers import encoding
+from django_triggers.conf import get_setting
+from django_triggers.configuration import parse_configuration
+from django_triggers.exceptions import InstanceNotFound, ManagerClassError, describe_exception
+from django_triggers.models import (
+    FiredTrigger,
+    TaskConfig,
+    TaskInstance,
+    TaskListener,
+    TriggerSession,
+)
+from django_triggers.runners import get_runner_class
+
+logger = logging.getLogger(__name__)
+
+InstanceRef = str | TaskInstance
+
+UNSTARTED = TaskInstance.UNSTARTED
+SCHEDULED = TaskInstance.SCHEDULED
+RUNNING = TaskInstance.RUNNING
+FINISHED = TaskInstance.FINISHED
+FAILED = TaskInstance.FAILED
+REPLAYED = TaskInstance.REPLAYED
+SKIPPED = TaskInstance.SKIPPED
+ABANDONED = TaskInstance.ABANDONED
+
+
+class TriggerManager:
+    """Controller of one trigger session, created (or found) by its uid.
+
+    Subclass it to react to events through the ``_post_*`` hooks, to read
+    custom directives from ``TaskConfig.extras``, or to set
+    ``default_task_runner_name``. A worker handling a task of the session
+    rebuilds the same class from its dotted path, so a subclass used with the
+    Celery runner must be importable.
+    """
+
+    #: Runner for tasks without ``using``; ``None`` means ``TRIGGERS_DEFAULT_RUNNER``.
+    default_task_runner_name: str | None = None
+
+    def __init__(self, session_uid: str):
+        if not isinstance(session_uid, str) or not session_uid:
+            raise ValueError(f"a session uid must be a non-empty string, not {session_uid!r}")
+        if len(session_uid) > 255:
+            raise ValueError(f"a session uid is at most 255 characters, not {len(session_uid)}")
+        self.session_uid = session_uid
+        self.session, _ = TriggerSession.objects.get_or_create(
+            uid=session_uid, defaults={"manager_class": self.class_path()}
+        )
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.session_uid!r}>"
+
+    @classmethod
+    def class_path(cls) -> str:
+        return f"{cls.__module__}.{cls.__qualname__}"
+
+    @staticmethod
+    def class_for_session(session_uid: str) -> type[TriggerManager]:
+        """The manager class recorded on a session, for workers in other processes."""
+        path = (
+            TriggerSession.objects.filter(uid=session_uid)
+            .values_list("manager_class", flat=True)
+            .first()
+        )
+        if not path:
+            return TriggerManager
+        try:
+            manager_class = import_string(path)
+        except ImportError as exc:
+            raise ManagerClassError(
+                f"session {session_uid!r} is managed by {path!r}, which cannot be imported "
+                f"here ({exc}); define manager classes at module level in an importable module"
+            ) from exc
+        if not (isinstance(manager_class, type) and issubclass(manager_class, TriggerManager)):
+            raise ManagerClassError(
+                f"session {session_uid!r} names {path!r} as its manager class, "
+                f"which is not a TriggerManager subclass"
+            )
+        return manager_class
+
+    # -- hooks -----------------------------------------------------------------
+
+    def _post_fire(self, trigger_name: str, tasks_scheduled: list[TaskInstance]) -> None:
+        """Called after a fire has committed, before its instances reach their runners."""
+
+    def _post_replay(self, new_instance: TaskInstance) -> None:
+        """Called after a replay (or a retry) has committed."""
+
+    def _post_skip(self, instance: TaskInstance, cascade: bool) -> None:
+        """Called after a skip, and its cascade if any, has committed."""
+
+    # -- configuration ---------------------------------------------------------
+
+    def update_configuration(self, configuration: Mapping[str, Mapping[str, Any]]) -> None:
+        """Add or replace the given tasks; tasks not named are kept.
+
+        Raises :class:`~django_triggers.exceptions.ConfigurationError`, storing
+        nothing, if any task is invalid.
+        """
+        with self._locked():
+            existing = dict(
+                TaskConfig.objects.filter(session=self.session).values_list("name", "after")
+            )
+            specs = parse_configuration(configuration, existing)
+            for spec in specs:
+                config, _ = TaskConfig.objects.update_or_create(
+                    session=self.session,
+                    name=spec.name,
+                    defaults={
+                        "after": spec.after,
+                        "and_every": spec.and_every,
+                        "unless": spec.unless,
+                        "run": spec.run,
+                        "using": spec.using,
+                        "with_params": spec.with_params,
+                        "extras": spec.extras,
+                    },
+                )
+                config.listeners.all().delete()
+                TaskListener.objects.bulk_create(
+                    [
+                        TaskListener(
+                            session=self.session, config=config, trigger_name=name, role=role
+                        )
+                        for role, names in (
+                            (TaskListener.AFTER, spec.after),
+                            (TaskListener.UNLESS, spec.unless),
+                        )
+                        for name in names
+                    ]
+                )
+
+    def get_configuration(self) -> dict[str, dict[str, Any]]:
+        """The session's configuration, as the directives were written."""
+        return {
+            config.name: config.as_directives()
+            for config in TaskConfig.objects.filter(session=self.session)
+        }
+
+    # -- firing ----------------------------------------------------------------
+
+    def fire(
+        self,
+        trigger_name: str,
+        trigger_kwargs: Mapping[str, Any] | None = None,
+        *,
+        source: str = FiredTrigger.APPLICATION,
+    ) -> list[TaskInstance]:
+        """Fire a trigger in the session; return the instances it scheduled.
+
+        The scheduled instances reach their runners once the transaction
+        commits (the caller's, when called inside one).
+        """
+        kwargs = self._encode_kwargs(trigger_name, trigger_kwargs)
+        if source not in dict(FiredTrigger.SOURCE_CHOICES):
+            raise ValueError(f"unknown fire source {source!r}")
+        with self._locked(record_manager=True):
+            return self._apply_fire(trigger_name, kwargs, source)
+
+    def _encode_kwargs(self, trigger_name: Any, trigger_kwargs: Any) -> dict[str, Any]:
+        if not isinstance(trigger_name, str) or not trigger_name:
+            raise ValueError(f"a trigger name must be a non-empty string, not {trigger_name!r}")
+        if len(trigger_name) > 255:
+            raise ValueError(f"trigger name {trigger_name[:40]!r}... is over 255 characters")
+        if trigger_kwargs is None:
+            return {}
+        if not isinstance(trigger_kwargs, Mapping):
+            raise TypeError(
+                f"the kwargs of trigger {trigger_name!r} must be a mapping, "
+                f"not {type(trigger_kwargs).__name__}"
+            )
+        result: dict[str, Any] = encoding.normalize(
+            trigger_kwargs, what=f"the kwargs of trigger {trigger_name!r}"
+        )
+        return result
+
+    def _apply_fire(
+        self, trigger_name: str, kwargs: dict[str, Any], source: str
+    ) -> list[TaskInstance]:
+        now = timezone.now()
+        configs = list(
+            TaskConfig.objects.filter(
+                id__in=Subquery(
+                    TaskListener.objects.filter(
+                        session=self.session, trigger_name=trigger_name
+                    ).values("config_id")
+                )
+            )
+        )
+        open_instances: dict[int, list[TaskInstance]] = defaultdict(list)
+        if configs:
+            for instance in TaskInstance.objects.filter(
+                config__in=configs, status=UNSTARTED
+            ).order_by("number"):
+                open_instances[instance.config_id].append(instance)
+
+        touched: list[TaskInstance] = []
+        needs_new: list[TaskConfig] = []
+        for config in configs:
+            if config.instance_count == 0:
+                needs_new.append(config)
+                continue
+            taken = False
+            for instance in open_instances[config.id]:
+                instance.config = config
+                applied_after, applied_unless = _apply_trigger(
+                    instance, config, trigger_name, kwargs
+                )
+                taken = taken or applied_after
+                if applied_after or applied_unless:
+                    touched.append(instance)
+            if trigger_name == config.and_every and not taken:
+                needs_new.append(config)
+
+        created: list[TaskInstance] = []
+        if needs_new:
+            wanted = {name for config in needs_new for name in (*config.after, *config.unless)}
+            wanted.discard(trigger_name)
+            latest = self._latest_kwargs_of(wanted) if wanted else {}
+            for config in needs_new:
+                instance = self._new_instance(
+                    config,
+                    status=UNSTARTED,
+                    kwargs={name: latest[name] for name in config.after if name in latest},
+                    unless_fired=[name for name in config.unless if name in latest],
+                    now=now,
+                )
+                _apply_trigger(instance, config, trigger_name, kwargs)
+                created.append(instance)
+
+        scheduled: list[TaskInstance] = []
+        for instance in (*touched, *created):
+            config = instance.config
+            if config.unless and set(config.unless) <= set(instance.unless_fired):
+                _set_status(instance, ABANDONED, now)
+            elif set(config.after) <= instance.kwargs.keys():
+                _set_status(instance, SCHEDULED, now)
+                scheduled.append(instance)
+            else:
+                _stamp(instance, now)
+
+        if created:
+            TaskInstance.objects.bulk_create(created)
+            TaskConfig.objects.bulk_update(needs_new, ["instance_count"])
+        if touched:
+            TaskInstance.objects.bulk_update(
+                touched, ["kwargs", "unless_fired", "status", "metadata", "modified"]
+            )
+        FiredTrigger.objects.create(
+            session=self.session, trigger_name=trigger_name, kwargs=kwargs, source=source
+        )
+        transaction.on_commit(partial(self._after_fire_commit, trigger_name, scheduled))
+        return scheduled
+
+    def _after_fire_commit(self, trigger_name: str, scheduled: list[TaskInstance]) -> None:
+        self._call_hook(self._post_fire, trigger_name, scheduled)
+        self._dispatch(scheduled)
+
+    def _new_instance(
+        self,
+        config: TaskConfig,
+        *,
+        status: str,
+        kwargs: dict[str, Any],
+        unless_fired: list[str],
+        now: datetime,
+        parent: TaskInstance | None = None,
+        eta: datetime | None = None,
+    ) -> TaskInstance:
+        """Build (unsaved) the next numbered instance of ``config``; bumps its counter."""
+        number = config.instance_count
+        config.instance_count += 1
+        iso = now.isoformat()
+        instance = TaskInstance(
+            session=self.session,
+            config=config,
+            name=f"{config.name}#{number}",
+            task_name=config.name,
+            number=number,
+            status=status,
+            kwargs=kwargs,
+            unless_fired=unless_fired,
+            metadata={"timestamps": {"created": iso, "last_modified": iso, status: iso}},
+            parent=parent,
+            retries=parent.retries + 1 if parent is not None else 0,
+            eta=eta,
+            created=now,
+            modified=now,
+        )
+        return instance
+
+    def _latest_kwargs_of(self, trigger_names: set[str] | None) -> dict[str, Any]:
+        """``{trigger: kwargs}`` of the latest fire of each trigger (all if ``None``)."""
+        fired = FiredTrigger.objects.filter(session=self.session)
+        if trigger_names is not None:
+            fired = fired.filter(trigger_name__in=trigger_names)
+        latest_ids = fired.values("trigger_name").annotate(latest=Max("id")).values("latest")
+        return dict(
+            FiredTrigger.objects.filter(id__in=Subquery(latest_ids)).values_list(
+                "trigger_name", "kwargs"
+            )
+        )
+
+    @property
+    def latest_kwargs(self) -> dict[str, Any]:
+        """``{trigger: kwargs}`` of the most recent fire of every trigger in the session."""
+        return self._latest_kwargs_of(None)
+
+    # -- dispatch ---------------------------------------------------------------
+
+    @property
+    def default_runner_name(self) -> str:
+        """The runner of tasks without ``using``."""
+        name: str = self.default_task_runner_name or get_setting("TRIGGERS_DEFAULT_RUNNER")
+        return name
+
+    def runner_name_for(self, config: TaskConfig) -> str:
+        return config.using or self.default_runner_name
+
+    def _dispatch(self, instances: list[TaskInstance]) -> None:
+        for instance in instances:
+            try:
+                runner = get_runner_class(self.runner_name_for(instance.config))()
+                runner.run(self, instance)
+            except Exception:
+                logger.exception(
+                    "Could not hand task instance %s of session %s to its runner; "
+                    "it stays scheduled",
+                    instance.name,
+                    self.session_uid,
+                )
+
+    def _call_hook(self, hook: Callable[..., None], *args: Any) -> None:
+        try:
+            hook(*args)
+        except Exception:
+            logger.exception("%s hook of %r raised; carrying on", hook.__name__, self)
+
+    # -- recovery -----------------------------------------------------------------
+
+    def replay_failed_instance(
+        self,
+        instance: InstanceRef,
+        replacement_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> TaskInstance:
+        """Mark a failed instance ``replayed`` and schedule a clone of it.
+
+        Each key of ``replacement_kwargs`` replaces the kwargs of that trigger.
+        """
+        with self._locked(record_manager=True):
+            failed = self._lock_instance(instance)
+            _require_status(failed, FAILED, "replay")
+            return self._replay(failed, replacement_kwargs, timezone.now(), cooldown=None)
+
+    def _replay(
+        self,
+        failed: TaskInstance,
+        replacement_kwargs: Mapping[str, Mapping[str, Any]] | None,
+        now: datetime,
+        *,
+        cooldown: float | None,
+    ) -> TaskInstance:
+        kwargs = dict(failed.kwargs)
+        kwargs.update(self._check_replacement_kwargs(failed, replacement_kwargs))
+        _set_status(failed, REPLAYED, now)
+        failed.save(update_fields=["status", "metadata", "modified"])
+        config = failed.config
+        clone = self._new_instance(
+            config,
+            status=SCHEDULED,
+            kwargs=kwargs,
+            unless_fired=list(failed.unless_fired),
+            now=now,
+            parent=failed,
+            eta=now + timedelta(seconds=cooldown) if cooldown else None,
+        )
+        clone.save(force_insert=True)
+        config.save(update_fields=["instance_count"])
+        transaction.on_commit(partial(self._after_replay_commit, clone))
+        return clone
+
+    def _after_replay_commit(self, clone: TaskInstance) -> None:
+        self._call_hook(self._post_replay, clone)
+        self._dispatch([clone])
+
+    def _check_replacement_kwargs(
+        self, instance: TaskInstance, replacement_kwargs: Any
+    ) -> dict[str, Any]:
+        if replacement_kwargs is None:
+            return {}
+        if not isinstance(replacement_kwargs, Mapping):
+            raise TypeError(
+                f"replacement kwargs for {instance.name!r} must map trigger names to kwargs, "
+                f"not {type(replacement_kwargs).__name__}"
+            )
+        for trigger, kwargs in replacement_kwargs.items():
+            if trigger not in instance.config.after:
+                raise ValueError(
+                    f"replacement kwargs for {instance.name!r} name trigger {trigger!r}, which is "
+                    f"not one of its after triggers ({', '.join(instance.config.after)})"
+                )
+            if not isinstance(kwargs, Mapping):
+                raise TypeError(
+                    f"replacement kwargs for trigger {trigger!r} of {instance.name!r} "
+                    f"must be a mapping, not {type(kwargs).__name__}"
+                )
+        result: dict[str, Any] = encoding.normalize(
+            replacement_kwargs, what=f"the replacement kwargs for {instance.name!r}"
+        )
+        return result
+
+    def skip_failed_instance(
+        self,
+        instance: InstanceRef,
+        cascade: bool = False,
+        result: Mapping[str, Any] | None = None,
+    ) -> TaskInstance:
+        """Mark a failed instance ``skipped``; with ``cascade``, fire its name with ``result``."""
+        with self._locked(record_manager=cascade):
+            failed = self._lock_instance(instance)
+            _require_status(failed, FAILED, "skip")
+            cascade_kwargs = self._encode_kwargs(failed.task_name, result)
+            _set_status(failed, SKIPPED, timezone.now())
+            fields = ["status", "metadata", "modified"]
+            if result is not None:
+                failed.result = cascade_kwargs
+                fields.append("result")
+            failed.save(update_fields=fields)
+            if cascade:
+                self._apply_fire(failed.task_name, cascade_kwargs, FiredTrigger.SKIP)
+            transaction.on_commit(partial(self._call_hook, self._post_skip, failed, cascade))
+            return failed
+
+    # -- status and metadata ---------------------------------------------------
+
+    def update_instance_status(
+        self,
+        instance: InstanceRef,
+        status: str,
+        metadata: Mapping[str, Any] | None = None,
+        cascade: bool = False,
+        cascade_kwargs: Mapping[str, Any] | None = None,
+    ) -> TaskInstance:
+        """Set an instance's status, merge ``metadata``; with ``cascade``, fire its task name."""
+        if status not in TaskInstance.STATUSES:
+            known = ", ".join(sorted(TaskInstance.STATUSES))
+            raise ValueError(f"unknown status {status!r}; expected one of {known}")
+        extra = self._encode_metadata(metadata)
+        with self._locked(record_manager=cascade):
+            target = self._lock_instance(instance)
+            kwargs = self._encode_kwargs(target.task_name, cascade_kwargs) if cascade else {}
+            target.metadata.update(extra)
+            _set_status(target, status, timezone.now())
+            target.save(update_fields=["status", "metadata", "modified"])
+            if cascade:
+                self._apply_fire(target.task_name, kwargs, FiredTrigger.CASCADE)
+            return target
+
+    def update_instance_metadata(
+        self, instance: InstanceRef, metadata: Mapping[str, Any]
+    ) -> TaskInstance:
+        """Merge ``metadata`` into the instance's, at the top level."""
+        extra = self._encode_metadata(metadata)
+        with self._locked():
+            target = self._lock_instance(instance)
+            target.metadata.update(extra)
+            _stamp(target, timezone.now())
+            target.save(update_fields=["metadata", "modified"])
+            return target
+
+    def mark_instance_logs_resolved(self, instance: InstanceRef) -> TaskInstance:
+        with self._locked():
+            target = self._lock_instance(instance)
+            target.logs_marked_resolved = True
+            _stamp(target, timezone.now())
+            target.save(update_fields=["logs_marked_resolved", "metadata", "modified"])
+            return target
+
+    def _encode_metadata(self, metadata: Any) -> dict[str, Any]:
+        if metadata is None:
+            return {}
+        if not isinstance(metadata, Mapping):
+            raise TypeError(f"metadata must be a mapping, not {type(metadata).__name__}")
+        result: dict[str, Any] = encoding.normalize(metadata, what="the metadata")
+        return result
+
+    # -- inspection ----------------------------------------------------------------
+
+    def get_instance(self, instance: InstanceRef) -> TaskInstance:
+        """The instance of that name (or a fresh copy of the given instance)."""
+        name = self._instance_name(instance)
+        try:
+            return TaskInstance.objects.select_related("config").get(
+                session=self.session, name=name
+            )
+        except TaskInstance.DoesNotExist:
+            raise InstanceNotFound(
+                f"no task instance named {name!r} in session {self.session_uid!r}"
+            ) from None
+
+    def instances_of_task(self, task_name: str) -> list[TaskInstance]:
+        return list(
+            TaskInstance.objects.filter(session=self.session, task_name=task_name).order_by(
+                "number"
+            )
+        )
+
+    def get_unresolved_tasks(self) -> list[TaskConfig]:
+        """Configured tasks with no instance yet, or with an unresolved one."""
+        unresolved = TaskInstance.objects.filter(config=OuterRef("pk")).exclude(
+            status__in=TaskInstance.RESOLVED_STATUSES
+        )
+        return list(
+            TaskConfig.objects.filter(session=self.session).filter(
+                Q(instance_count=0) | Exists(unresolved)
+            )
+        )
+
+    def get_unresolved_instances(self) -> list[TaskInstance]:
+        return list(
+            TaskInstance.objects.filter(session=self.session).exclude(
+                status__in=TaskInstance.RESOLVED_STATUSES
+            )
+        )
+
+    def get_instances_with_unresolved_logs(self) -> list[TaskInstance]:
+        return list(
+            TaskInstance.objects.filter(session=self.session).filter(
+                TaskInstance.unresolved_logs_q()
+            )
+        )
+
+    def debug_repr(self) -> dict[str, Any]:
+        """A JSON-able snapshot of the session: configuration, instances, fires."""
+        return {
+            "session": self.session_uid,
+            "configuration": self.get_configuration(),
+            "instances": {
+                instance.name: {
+                    "status": instance.status,
+                    "kwargs": instance.kwargs,
+                    "unless_fired": instance.unless_fired,
+                    "result": instance.result,
+                    "metadata": instance.metadata,
+                    "log_level": instance.log_level_name,
+                    "logs_resolved": instance.logs_resolved,
+                    "parent": instance.parent.name if instance.parent else None,
+                    "retries": instance.retries,
+                }
+                for instance in TaskInstance.objects.filter(session=self.session)
+                .select_related("parent")
+                .order_by("task_name", "number")
+            },
+            "fired_triggers": [
+                {
+                    "trigger_name": fired.trigger_name,
+                    "kwargs": fired.kwargs,
+                    "source": fired.source,
+                    "fired_at": fired.fired_at.isoformat(),
+                }
+                for fired in FiredTrigger.objects.filter(session=self.session).order_by("id")
+            ],
+        }
+
+    # -- worker side ---------------------------------------------------------------
+    # Called by TriggerTask; not part of the public API.
+
+    def _start_instance(self, instance_name: str) -> TaskInstance | None:
+        """Move ``scheduled -> running``; ``None`` if the instance is not scheduled."""
+        with self._locked():
+            instance = self._lock_instance(instance_name)
+            if instance.status != SCHEDULED:
+                logger.warning(
+                    "Task instance %s of session %s is %s, not scheduled: not starting it "
+                    "(a duplicate or late delivery)",
+                    instance_name,
+                    self.session_uid,
+                    instance.status,
+                )
+                return None
+            _set_status(instance, RUNNING, timezone.now())
+            instance.save(update_fields=["status", "metadata", "modified"])
+            return instance
+
+    def _finish_instance(self, instance: TaskInstance, result: dict[str, Any]) -> None:
+        with self._locked(record_manager=True):
+            running = self._lock_instance(instance)
+            running.result = result
+            _set_status(running, FINISHED, timezone.now())
+            running.save(update_fields=["status", "result", "metadata", "modified"])
+            self._apply_fire(running.task_name, result, FiredTrigger.CASCADE)
+
+    def _fail_instance(
+        self,
+        instance: InstanceRef,
+        exc: BaseException,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> TaskInstance:
+        with self._locked():
+            target = self._lock_instance(instance)
+            target.metadata.update(describe_exception(exc))
+            target.metadata.update(metadata or {})
+            _set_status(target, FAILED, timezone.now())
+            target.save(update_fields=["status", "metadata", "modified"])
+            return target
+
+    def _retry_instance(
+        self,
+        instance: TaskInstance,
+        exc: BaseException | None,
+        cooldown: float | None,
+        replacement_kwargs: Mapping[str, Mapping[str, Any]] | None,
+        metadata: Mapping[str, Any] | None,
+    ) -> TaskInstance:
+        """Fail the instance (recording ``exc``) and replay it after ``cooldown`` seconds."""
+        with self._locked(record_manager=True):
+            target = self._lock_instance(instance)
+            if exc is not None:
+                target.metadata.update(describe_exception(exc))
+            target.metadata.update(metadata or {})
+            now = timezone.now()
+            _set_status(target, FAILED, now)
+            return self._replay(target, replacement_kwargs, now, cooldown=cooldown)
+
+    def _record_log_level(self, instance: TaskInstance, level: int) -> None:
+        """Raise the instance's stored log level to ``level`` if that is higher."""
+        if level > instance.log_level:
+            TaskInstance.objects.filter(pk=instance.pk, log_level__lt=level).update(log_level=level)
+            instance.log_level = level
+
+    # -- internals -----------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self, *, record_manager: bool = False) -> Iterator[TriggerSession]:
+        """A transaction holding the session row's lock (SQLite: the database's write lock)."""
+        with transaction.atomic():
+            session = TriggerSession.objects.select_for_update().get(pk=self.session.pk)
+            if record_manager and session.manager_class != self.class_path():
+                session.manager_class = self.class_path()
+                session.save(update_fields=["manager_class"])
+            self.session = session
+            yield session
+
+    def _lock_instance(self, instance: InstanceRef) -> TaskInstance:
+        name = self._instance_name(instance)
+        try:
+            return (
+                TaskInstance.objects.select_for_update()
+                .select_related("config")
+                .get(session=self.session, name=name)
+            )
+        except TaskInstance.DoesNotExist:
+            raise InstanceNotFound(
+                f"no task instance named {name!r} in session {self.session_uid!r}"
+            ) from None
+
+    def _instance_name(self, instance: InstanceRef) -> str:
+        if isinstance(instance, TaskInstance):
+            if instance.session_id != self.session.pk:
+                raise ValueError(
+                    f"task instance {instance.name!r} belongs to another session than "
+                    f"{self.session_uid!r}"
+                )
+            return instance.name
+        if not isinstance(instance, str):
+            raise TypeError(f"expected a task instance or its name, not {type(instance).__name__}")
+        return instance
+
+
+def _apply_trigger(
+    instance: TaskInstance, config: TaskConfig, trigger_name: str, kwargs: dict[str, Any]
+) -> tuple[bool, bool]:
+    """Let an unstarted instance see a fire; return (applied as after, applied as unless)."""
+    applied_after = trigger_name in config.after and trigger_name not in instance.kwargs
+    if applied_after:
+        instance.kwargs[trigger_name] = kwargs
+    applied_unless = trigger_name in config.unless and trigger_name not in instance.unless_fired
+    if applied_unless:
+        instance.unless_fired.append(trigger_name)
+    return applied_after, applied_unless
+
+
+def _stamp(instance: TaskInstance, now: datetime) -> None:
+    instance.metadata.setdefault("timestamps", {})["last_modified"] = now.isoformat()
+    instance.modified = now
+
+
+def _set_status(instance: TaskInstance, status: str, now: datetime) -> None:
+    instance.status = status
+    _stamp(instance, now)
+    instance.metadata["timestamps"][status] = now.isoformat()
+
+
+_PAST = {"replay": "replayed", "skip": "skipped"}
+
+
+def _require_status(instance: TaskInstance, required: str, action: str) -> None:
+    if instance.status != required:
+        raise ValueError(
+            f"cannot {action} task instance {instance.name!r}: its status is "
+            f"{instance.status!r} (only {required} instances can be {_PAST[action]})"
+        )

@@ -1,0 +1,252 @@
+"""Persistent state of trigger sessions.
+
+All rules live in :mod:`django_triggers.manager`; these models only hold the
+state the rules read and write, and the indexes their hot paths need.
+"""
+
+import logging
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+from django.db.models import Q
+
+
+class TriggerSession(models.Model):
+    """One questionnaire, order, user journey: the scope triggers fire in."""
+
+    uid = models.CharField(max_length=255, unique=True)
+    #: Dotted path of the manager class that last acted on the session; a
+    #: worker in another process rebuilds that class to run cascades.
+    manager_class = models.CharField(max_length=255, blank=True, default="")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return self.uid
+
+
+class TaskConfig(models.Model):
+    """A trigger task as configured in one session."""
+
+    session = models.ForeignKey(TriggerSession, on_delete=models.CASCADE, related_name="configs")
+    name = models.CharField(max_length=255)
+    #: Every trigger that must fire before an instance runs, ``andEvery`` included.
+    after = models.JSONField(default=list)
+    and_every = models.CharField(max_length=255, blank=True, default="")
+    unless = models.JSONField(default=list)
+    run = models.CharField(max_length=255)
+    using = models.CharField(max_length=255, blank=True, default="")
+    with_params = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
+    #: Directives this app does not know, kept for custom managers.
+    extras = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
+    #: How many instances were ever created; the next instance's number.
+    instance_count = models.PositiveIntegerField(default=0)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["session", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["session", "name"], name="triggers_config_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def as_directives(self) -> dict[str, Any]:
+        """The configuration as it would be written for ``update_configuration``."""
+        directives: dict[str, Any] = {
+            "after": [name for name in self.after if name != self.and_every],
+            "run": self.run,
+        }
+        if self.and_every:
+            directives["andEvery"] = self.and_every
+        if self.unless:
+            directives["unless"] = list(self.unless)
+        if self.with_params:
+            directives["withParams"] = self.with_params
+        if self.using:
+            directives["using"] = self.using
+        directives.update(self.extras)
+        return directives
+
+
+class TaskListener(models.Model):
+    """Index row: trigger ``trigger_name`` matters to task ``config``.
+
+    Lets a fire find the tasks that listen to its trigger through an index
+    instead of reading every configuration of the session.
+    """
+
+    AFTER = "after"
+    UNLESS = "unless"
+    ROLE_CHOICES = [(AFTER, "after"), (UNLESS, "unless")]
+
+    session = models.ForeignKey(TriggerSession, on_delete=models.CASCADE, related_name="+")
+    config = models.ForeignKey(TaskConfig, on_delete=models.CASCADE, related_name="listeners")
+    trigger_name = models.CharField(max_length=255)
+    role = models.CharField(max_length=6, choices=ROLE_CHOICES)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["config", "trigger_name", "role"], name="triggers_listener_unique"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["session", "trigger_name"], name="triggers_listener_lookup"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.config_id} {self.role} {self.trigger_name}"
+
+
+class FiredTrigger(models.Model):
+    """Append-only log of every fire in a session, in order."""
+
+    APPLICATION = "application"
+    CASCADE = "cascade"
+    SKIP = "skip"
+    ADMIN = "admin"
+    COMMAND = "command"
+    REPLAY = "replay"
+    SOURCE_CHOICES = [
+        (APPLICATION, "application"),
+        (CASCADE, "cascade of a finished task"),
+        (SKIP, "cascade of a skipped task"),
+        (ADMIN, "admin"),
+        (COMMAND, "management command"),
+        (REPLAY, "replay of a session"),
+    ]
+
+    session = models.ForeignKey(TriggerSession, on_delete=models.CASCADE, related_name="fired")
+    trigger_name = models.CharField(max_length=255)
+    kwargs = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
+    source = models.CharField(max_length=16, choices=SOURCE_CHOICES, default=APPLICATION)
+    fired_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["session", "id"]
+        indexes = [
+            # Latest kwargs of a trigger: the highest id for (session, name).
+            models.Index(fields=["session", "trigger_name", "id"], name="triggers_fired_latest"),
+        ]
+
+    def __str__(self) -> str:
+        return self.trigger_name
+
+
+class TaskInstance(models.Model):
+    """One run (pending, running or done) of a configured task."""
+
+    UNSTARTED = "unstarted"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    REPLAYED = "replayed"
+    SKIPPED = "skipped"
+    ABANDONED = "abandoned"
+    STATUS_CHOICES = [
+        (UNSTARTED, "unstarted"),
+        (SCHEDULED, "scheduled"),
+        (RUNNING, "running"),
+        (FINISHED, "finished"),
+        (FAILED, "failed"),
+        (REPLAYED, "replayed"),
+        (SKIPPED, "skipped"),
+        (ABANDONED, "abandoned"),
+    ]
+    STATUSES = frozenset(value for value, _ in STATUS_CHOICES)
+    RESOLVED_STATUSES = frozenset({FINISHED, SKIPPED, REPLAYED, ABANDONED})
+    #: Statuses in which the logs of an instance no longer need attention.
+    LOGS_IRRELEVANT_STATUSES = frozenset({ABANDONED, REPLAYED, SKIPPED})
+
+    session = models.ForeignKey(TriggerSession, on_delete=models.CASCADE, related_name="instances")
+    config = models.ForeignKey(TaskConfig, on_delete=models.CASCADE, related_name="instances")
+    #: ``"<task>#<number>"``, unique in the session.
+    name = models.CharField(max_length=255)
+    task_name = models.CharField(max_length=255)
+    number = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=STATUS_CHOICES, default=UNSTARTED)
+    #: ``{trigger_name: kwargs}`` of the first fire of each ``after`` trigger it saw.
+    kwargs = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
+    #: Names of the ``unless`` triggers it has seen fire.
+    unless_fired = models.JSONField(default=list)
+    result = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    metadata = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
+    log_level = models.PositiveSmallIntegerField(default=logging.NOTSET)
+    logs_marked_resolved = models.BooleanField(default=False)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replays"
+    )
+    retries = models.PositiveIntegerField(default=0)
+    #: Not to be started before this time (a retry's cooldown).
+    eta = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    modified = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["session", "task_name", "number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "name"], name="triggers_instance_unique_name"
+            ),
+            models.UniqueConstraint(
+                fields=["config", "number"], name="triggers_instance_unique_number"
+            ),
+        ]
+        indexes = [
+            # Open instances of the tasks a fire touches.
+            models.Index(
+                fields=["config", "status"],
+                name="triggers_instance_open",
+                condition=Q(status="unstarted"),
+            ),
+            models.Index(fields=["session", "status"], name="triggers_instance_status"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_resolved(self) -> bool:
+        return self.status in self.RESOLVED_STATUSES
+
+    @property
+    def can_run(self) -> bool:
+        return self.status in (self.UNSTARTED, self.SCHEDULED)
+
+    @property
+    def can_abandon(self) -> bool:
+        return self.status == self.UNSTARTED
+
+    @property
+    def can_replay(self) -> bool:
+        return self.status == self.FAILED
+
+    @property
+    def can_skip(self) -> bool:
+        return self.status == self.FAILED
+
+    @property
+    def log_level_name(self) -> str:
+        return logging.getLevelName(self.log_level)
+
+    @property
+    def logs_resolved(self) -> bool:
+        return (
+            self.status in self.LOGS_IRRELEVANT_STATUSES
+            or self.log_level < logging.ERROR
+            or self.logs_marked_resolved
+        )
+
+    @classmethod
+    def unresolved_logs_q(cls) -> Q:
+        """Query form of ``not logs_resolved``."""
+        return Q(log_level__gte=logging.ERROR, logs_marked_resolved=False) & ~Q(
+            status__in=cls.LOGS_IRRELEVANT_STATUSES
+        )

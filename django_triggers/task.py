@@ -1,0 +1,293 @@
+"""Worker side: the base class of trigger tasks and what they are handed.
+
+A trigger task is a class-based Celery task::
+
+    class ImportSubject(TriggerTask):
+        name = "app.tasks.ImportSubject"
+
+        def _run(self, context: TaskContext) -> dict | None:
+            page = context.trigger_kwargs["firstPageReceived"]["responses"]
+            ...
+            return {"subjectId": subject.pk}
+
+    app.register_task(ImportSubject())
+
+The Celery message carries only the session uid and the instance name; the
+task reads everything else from the database, so a message delivered twice,
+or late, cannot run an instance twice.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from celery import Task, current_app
+
+from django_triggers import encoding
+from django_triggers.exceptions import ManagerClassError, with_context
+
+if TYPE_CHECKING:
+    from django_triggers.manager import TriggerManager
+    from django_triggers.models import TaskInstance
+
+logger = logging.getLogger(__name__)
+
+
+class MaxRetriesExceeded(Exception):
+    """A task called ``self.retry()`` more often than its ``max_retries`` allows."""
+
+
+class _TaskControl(Exception):
+    """Raised out of ``_run`` to end the instance otherwise than by finishing or failing."""
+
+
+class SkipTask(_TaskControl):
+    def __init__(self, metadata: Mapping[str, Any] | None):
+        super().__init__("task skipped itself")
+        self.metadata = metadata
+
+
+class RetryTask(_TaskControl):
+    def __init__(
+        self,
+        exc: BaseException | None,
+        cooldown: float | None,
+        replacement_kwargs: Mapping[str, Mapping[str, Any]] | None,
+        metadata: Mapping[str, Any] | None,
+    ):
+        super().__init__(f"task asked to be retried ({exc!r})")
+        self.exc = exc
+        self.cooldown = cooldown
+        self.replacement_kwargs = replacement_kwargs
+        self.metadata = metadata
+
+
+_current_context: contextvars.ContextVar[TaskContext] = contextvars.ContextVar(
+    "django_triggers_task_context"
+)
+
+
+def get_trigger_task(name: str) -> TriggerTask:
+    """The registered Celery task ``name``, which must extend :class:`TriggerTask`."""
+    task = current_app.tasks.get(name)
+    if task is None:
+        raise LookupError(
+            f"no Celery task is registered as {name!r} "
+            f"(register it with app.register_task({name.rsplit('.', 1)[-1]}()))"
+        )
+    if not isinstance(task, TriggerTask):
+        raise LookupError(f"Celery task {name!r} does not extend django_triggers.task.TriggerTask")
+    return task
+
+
+class TaskLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """A logger that adds a ``context`` dict to every record and notes the worst level."""
+
+    def __init__(self, logger: logging.Logger, context: Mapping[str, Any]):
+        super().__init__(logger, {})
+        self.context = dict(context)
+        self.max_level = logging.NOTSET
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        extra = dict(kwargs.get("extra") or {})
+        extra["context"] = {**self.context, **(extra.get("context") or {})}
+        kwargs["extra"] = extra
+        return msg, kwargs
+
+    def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
+        self.max_level = max(self.max_level, level)
+        super().log(level, msg, *args, **kwargs)
+
+
+class TaskContext:
+    """Everything a running trigger task needs; the one argument of ``_run``."""
+
+    def __init__(self, manager: TriggerManager, task_instance: TaskInstance, task: TriggerTask):
+        self.manager = manager
+        self.task_instance = task_instance
+        self.task = task
+        self.trigger_kwargs: dict[str, Any] = encoding.deep_merge(
+            task_instance.config.with_params, task_instance.kwargs
+        )
+
+    def __repr__(self) -> str:
+        return f"<TaskContext {self.instance_name!r} of session {self.session_uid!r}>"
+
+    @property
+    def session_uid(self) -> str:
+        return self.manager.session_uid
+
+    @property
+    def instance_name(self) -> str:
+        return self.task_instance.name
+
+    def filter_kwargs(self, filters: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate and convert trigger kwargs with the ``filters`` library.
+
+        ``filters`` maps trigger names to ``{key: filter}`` dicts (or to one
+        filter for the whole kwargs). Missing and extra keys are allowed;
+        invalid values raise ``ValueError`` whose ``context`` holds the errors.
+        """
+        import filters as f
+
+        cleaned: dict[str, Any] = {}
+        errors: dict[str, Any] = {}
+        for trigger, spec in filters.items():
+            the_filter = (
+                f.FilterMapper(spec, allow_missing_keys=True, allow_extra_keys=True)
+                if isinstance(spec, Mapping)
+                else spec
+            )
+            runner = f.FilterRunner(the_filter, self.trigger_kwargs.get(trigger) or {})
+            if runner.is_valid():
+                cleaned[trigger] = runner.cleaned_data
+            else:
+                errors[trigger] = runner.errors
+        if errors:
+            summary = "; ".join(
+                f"{trigger}.{key}: {', '.join(e['message'] for e in problems)}"
+                for trigger, by_key in errors.items()
+                for key, problems in by_key.items()
+            )
+            raise with_context(
+                ValueError(f"invalid trigger kwargs for {self.instance_name!r}: {summary}"),
+                {"filter_errors": errors},
+            )
+        return cleaned
+
+    @contextmanager
+    def get_logger_context(
+        self,
+        logger: logging.Logger | str | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> Iterator[TaskLogger]:
+        """Yield a logger whose records carry ``record.context``.
+
+        An exception raised inside is logged with its context and re-raised;
+        the highest level logged is stored on the instance.
+        """
+        if logger is None:
+            logger = f"django_triggers.tasks.{self.task_instance.task_name}"
+        if isinstance(logger, str):
+            logger = logging.getLogger(logger)
+        task_logger = TaskLogger(logger, context or {})
+        try:
+            yield task_logger
+        except _TaskControl:
+            raise
+        except Exception as exc:
+            task_logger.exception(
+                "%s: %s", type(exc).__name__, exc, extra={"context": getattr(exc, "context", {})}
+            )
+            raise
+        finally:
+            self.manager._record_log_level(self.task_instance, task_logger.max_level)
+
+
+class TriggerTask(Task):  # type: ignore[misc]
+    """Base class of Celery tasks run by django-triggers; override :meth:`_run`."""
+
+    #: How many times in a row an instance may be retried by ``self.retry()``.
+    max_retries = 3
+
+    def _run(self, context: TaskContext) -> Mapping[str, Any] | None:
+        """The task's work. Return a mapping (the cascade's kwargs) or ``None``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _run(self, context)")
+
+    def run(self, session_uid: str, instance_name: str) -> dict[str, Any] | None:
+        """Celery entry point: the message holds identifiers only."""
+        from django_triggers.manager import TriggerManager
+
+        try:
+            manager_class = TriggerManager.class_for_session(session_uid)
+        except ManagerClassError as exc:
+            manager = TriggerManager(session_uid)
+            if manager._start_instance(instance_name) is not None:
+                manager._fail_instance(instance_name, exc)
+            logger.error("Task instance %s failed: %s", instance_name, exc)
+            return None
+        return self.execute(manager_class, session_uid, instance_name)
+
+    def execute(
+        self, manager_class: type[TriggerManager], session_uid: str, instance_name: str
+    ) -> dict[str, Any] | None:
+        """Run one scheduled instance to its end, in this process."""
+        manager = manager_class(session_uid)
+        instance = manager._start_instance(instance_name)
+        if instance is None:
+            return None
+        context = TaskContext(manager, instance, self)
+        token = _current_context.set(context)
+        try:
+            returned = self._run(context)
+        except SkipTask as skip:
+            manager.update_instance_status(instance, instance.SKIPPED, metadata=skip.metadata)
+            return None
+        except RetryTask as retry:
+            manager._retry_instance(
+                instance, retry.exc, retry.cooldown, retry.replacement_kwargs, retry.metadata
+            )
+            return None
+        except Exception as exc:
+            logger.info("Task instance %s of session %s failed", instance_name, session_uid)
+            manager._fail_instance(instance, exc)
+            return None
+        finally:
+            _current_context.reset(token)
+        try:
+            result = self._check_result(instance_name, returned)
+        except (TypeError, ValueError) as exc:
+            manager._fail_instance(instance, exc)
+            return None
+        manager._finish_instance(instance, result)
+        return result
+
+    def _check_result(self, instance_name: str, returned: Any) -> dict[str, Any]:
+        if returned is None:
+            return {}
+        if not isinstance(returned, Mapping):
+            raise TypeError(
+                f"{type(self).__name__}._run returned {type(returned).__name__} for "
+                f"{instance_name!r}; it must return a mapping (the cascade's kwargs) or None"
+            )
+        result: dict[str, Any] = encoding.normalize(
+            returned, what=f"the result of {instance_name!r}"
+        )
+        return result
+
+    def skip(self, metadata: Mapping[str, Any] | None = None) -> SkipTask:
+        """``raise self.skip()`` ends the instance as ``skipped``, without a cascade."""
+        return SkipTask(metadata)
+
+    def retry(  # type: ignore[override]
+        self,
+        exc: BaseException | None = None,
+        cooldown: float | None = None,
+        replacement_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> RetryTask:
+        """``raise self.retry(...)`` fails this instance and schedules a clone of it.
+
+        The clone starts after ``cooldown`` seconds, with each trigger named in
+        ``replacement_kwargs`` given those kwargs. Past ``max_retries`` this
+        raises :class:`MaxRetriesExceeded` instead.
+        """
+        context = _current_context.get(None)
+        if context is None:
+            raise RuntimeError("retry() can only be called while a trigger task is running")
+        retries = context.task_instance.retries
+        if retries >= self.max_retries:
+            raise with_context(
+                MaxRetriesExceeded(
+                    f"{context.instance_name!r} was already retried {retries} time(s); "
+                    f"{type(self).__name__}.max_retries is {self.max_retries}"
+                ),
+                {"max_retries": self.max_retries, "retries": retries},
+            ) from exc
+        if cooldown is not None and (not isinstance(cooldown, int | float) or cooldown < 0):
+            raise ValueError(f"cooldown must be a number of seconds >= 0, not {cooldown!r}")
+        return RetryTask(exc, cooldown, replacement_kwargs, metadata)

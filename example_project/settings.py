@@ -1,0 +1,120 @@
+"""Settings of the example project, also used by the test suite.
+
+Environment variables:
+
+``TRIGGERS_DB``
+    ``sqlite`` (default; a file next to this one, no services needed) or
+    ``postgres``.
+``TRIGGERS_PG_NAME``, ``TRIGGERS_PG_HOST``, ``TRIGGERS_PG_PORT``,
+``TRIGGERS_PG_USER``, ``TRIGGERS_PG_PASSWORD``
+    PostgreSQL connection (defaults: ``django_triggers``, ``127.0.0.1``,
+    ``5432``, ``postgres``, empty).
+``TRIGGERS_SQLITE_PATH``
+    Where the SQLite database lives (default: ``example_project/db.sqlite3``).
+``CELERY_BROKER_URL``
+    The Celery broker; when it is unset, tasks run in threads of the web
+    process (the ``threading`` runner) and no broker is needed.
+"""
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-project-not-secret")
+DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]", "testserver"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_celery_results",
+    "django_triggers",
+    "example_project.questionnaire",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+ROOT_URLCONF = "example_project.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+if os.environ.get("TRIGGERS_DB", "sqlite") == "postgres":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": os.environ.get("TRIGGERS_PG_NAME", "django_triggers"),
+            "HOST": os.environ.get("TRIGGERS_PG_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("TRIGGERS_PG_PORT", "5432"),
+            "USER": os.environ.get("TRIGGERS_PG_USER", "postgres"),
+            "PASSWORD": os.environ.get("TRIGGERS_PG_PASSWORD", ""),
+        }
+    }
+else:
+    sqlite_path = Path(os.environ.get("TRIGGERS_SQLITE_PATH", BASE_DIR / "db.sqlite3"))
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": sqlite_path,
+            "OPTIONS": {
+                # Concurrent fires need both: WAL lets readers run beside the
+                # writer, and IMMEDIATE takes the write lock when a transaction
+                # begins, so writers queue (up to "timeout" seconds) instead of
+                # failing with "database is locked" when they upgrade a read.
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+            # The tests use a file too (not the in-memory default), so that
+            # threads see one database with the same locking as production.
+            "TEST": {"NAME": sqlite_path.with_name(f"test_{sqlite_path.name}")},
+        }
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+USE_TZ = True
+TIME_ZONE = "UTC"
+LANGUAGE_CODE = "en-us"
+STATIC_URL = "static/"
+
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
+CELERY_RESULT_BACKEND = "django-db"
+CELERY_RESULT_EXTENDED = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+
+# Without a broker the demo runs tasks in threads; with one, on Celery workers.
+TRIGGERS_DEFAULT_RUNNER = os.environ.get(
+    "TRIGGERS_DEFAULT_RUNNER", "celery" if CELERY_BROKER_URL else "threading"
+)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"django_triggers": {"handlers": ["console"], "level": "WARNING"}},
+}

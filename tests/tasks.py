@@ -1,0 +1,157 @@
+"""Trigger tasks used by the test suite, registered with the example project's Celery app."""
+
+import logging
+from typing import Any
+
+import filters as f
+
+from django_triggers.exceptions import with_context
+from django_triggers.task import TaskContext, TriggerTask
+from example_project.celery import app
+
+
+class Echo(TriggerTask):
+    """Return the kwargs it was given, so tests can see exactly what arrived."""
+
+    name = "tests.Echo"
+
+    def _run(self, context: TaskContext) -> dict[str, Any]:
+        return {"received": context.trigger_kwargs}
+
+
+class ReturnNothing(TriggerTask):
+    name = "tests.ReturnNothing"
+
+    def _run(self, context: TaskContext) -> None:
+        return None
+
+
+class Fail(TriggerTask):
+    """Raise an exception carrying context."""
+
+    name = "tests.Fail"
+
+    def _run(self, context: TaskContext) -> dict[str, Any]:
+        raise with_context(ValueError("the data is wrong"), {"row": 7, "field": "birthday"})
+
+
+class FailUntilReplayed(TriggerTask):
+    """Fail on a first attempt, succeed on replays."""
+
+    name = "tests.FailUntilReplayed"
+
+    def _run(self, context: TaskContext) -> dict[str, Any]:
+        if context.task_instance.parent_id is None:
+            raise RuntimeError("first attempt fails")
+        return {"received": context.trigger_kwargs}
+
+
+class SkipSelf(TriggerTask):
+    name = "tests.SkipSelf"
+
+    def _run(self, context: TaskContext) -> dict[str, Any]:
+        raise self.skip(metadata={"reason": "nothing to do"})
+
+
+class RetryAlways(TriggerTask):
+    """Retry every time; the chain ends in MaxRetriesExceeded."""
+
+    name = "tests.RetryAlways"
+    max_retries = 2
+
+    def _run(self, context: TaskContext) -> dict[str, Any]:
+        try:
+            raise ConnectionError("service unavailable")
+        except ConnectionError as exc:
+            raise self.retry(exc=exc, metadata={"attempt": context.task_instance.retries}) from exc
+
+
+class RetryWithReplacement(TriggerTask):
+    """Retry once with new kwargs for trigger ``start``, then return what it got."""
+
+    name = "tests.RetryWithReplacement"
+
+    def _run(self, context: TaskContext) -> dict[str, Any]:
+        if context.task_instance.retries == 0:
+            raise self.retry(cooldown=0.05, replacement_kwargs={"start": {"attempt": "second"}})
+        return {"received": context.trigger_kwargs}
+
+
+class ReturnList(TriggerTask):
+    name = "tests.ReturnList"
+
+    def _run(self, context: TaskContext) -> Any:
+        return [1, 2, 3]
+
+
+class ReturnUnencodable(TriggerTask):
+    name = "tests.ReturnUnencodable"
+
+    def _run(self, context: TaskContext) -> dict[str, Any]:
+        return {"value": {"nested": object()}}
+
+
+class LogAtLevels(TriggerTask):
+    """Log one record per level named in the ``levels`` kwarg of trigger ``start``."""
+
+    name = "tests.LogAtLevels"
+
+    def _run(self, context: TaskContext) -> None:
+        levels = context.trigger_kwargs["start"].get("levels", [])
+        with context.get_logger_context(logger="tests.tasks", context={"task": "log"}) as log:
+            for level in levels:
+                log.log(logging.getLevelName(level), "record at %s", level)
+
+
+class RaiseInsideLoggerContext(TriggerTask):
+    name = "tests.RaiseInsideLoggerContext"
+
+    def _run(self, context: TaskContext) -> None:
+        with context.get_logger_context(logger="tests.tasks", context={"task": "raise"}):
+            raise with_context(KeyError("missing"), {"key": "subjectId"})
+
+
+class Filtered(TriggerTask):
+    """Validate trigger ``start``: ``count`` an int, ``when`` a date."""
+
+    name = "tests.Filtered"
+
+    def _run(self, context: TaskContext) -> dict[str, Any]:
+        cleaned = context.filter_kwargs(
+            {"start": {"count": f.Required | f.Int, "when": f.Date}},
+        )
+        start = cleaned["start"]
+        return {"count": start["count"], "when": start["when"]}
+
+
+class FireAnother(TriggerTask):
+    """Fire ``extra`` through the context's manager, and report the manager's class."""
+
+    name = "tests.FireAnother"
+
+    def _run(self, context: TaskContext) -> dict[str, Any]:
+        context.manager.fire("extra", {"from": context.instance_name})
+        return {"manager_class": type(context.manager).__qualname__}
+
+
+@app.task(name="tests.plain_celery_task")
+def plain_celery_task() -> None:
+    """A Celery task that is not a TriggerTask: configuration must refuse it."""
+
+
+for task_class in (
+    Echo,
+    ReturnNothing,
+    Fail,
+    FailUntilReplayed,
+    SkipSelf,
+    RetryAlways,
+    RetryWithReplacement,
+    ReturnList,
+    ReturnUnencodable,
+    LogAtLevels,
+    RaiseInsideLoggerContext,
+    Filtered,
+    FireAnother,
+):
+    app.register_task(task_class())
