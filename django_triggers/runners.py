@@ -133,9 +133,11 @@ class ThreadingTaskRunner(BaseTaskRunner):
             name=f"triggers:{task_instance.name}",
             daemon=True,
         )
+        # Started under the lock, so join_all never sees a thread that is
+        # registered but not yet alive (and would wrongly count it as done).
         with self._lock:
             self._threads.add(thread)
-        thread.start()
+            thread.start()
 
     @classmethod
     def _execute(

@@ -1,6 +1,7 @@
 """Trigger tasks used by the test suite, registered with the example project's Celery app."""
 
 import logging
+import time
 from typing import Any
 
 import filters as f
@@ -139,6 +140,48 @@ def plain_celery_task() -> None:
     """A Celery task that is not a TriggerTask: configuration must refuse it."""
 
 
+class LogWithCallContext(TriggerTask):
+    """Log one warning whose per-call context adds to the logger context."""
+
+    name = "tests.LogWithCallContext"
+
+    def _run(self, context: TaskContext) -> None:
+        with context.get_logger_context(logger="tests.tasks", context={"task": "call"}) as log:
+            log.warning("with call context", extra={"context": {"row": 3}})
+
+
+class RetryAtDefaultLimit(TriggerTask):
+    """Retry every time, with the default ``max_retries``."""
+
+    name = "tests.RetryAtDefaultLimit"
+
+    def _run(self, context: TaskContext) -> dict[str, Any]:
+        raise self.retry()
+
+
+class SlowEcho(TriggerTask):
+    """Take a moment, then return the kwargs it was given."""
+
+    name = "tests.SlowEcho"
+
+    def _run(self, context: TaskContext) -> dict[str, Any]:
+        time.sleep(0.2)
+        return {"received": context.trigger_kwargs}
+
+
+class DescribeContext(TriggerTask):
+    """Return what the context says about the session and the instance."""
+
+    name = "tests.DescribeContext"
+
+    def _run(self, context: TaskContext) -> dict[str, Any]:
+        return {
+            "session_uid": context.session_uid,
+            "instance_name": context.instance_name,
+            "task_instance": [context.task_instance.name, context.task_instance.status],
+        }
+
+
 for task_class in (
     Echo,
     ReturnNothing,
@@ -153,5 +196,9 @@ for task_class in (
     RaiseInsideLoggerContext,
     Filtered,
     FireAnother,
+    LogWithCallContext,
+    RetryAtDefaultLimit,
+    SlowEcho,
+    DescribeContext,
 ):
     app.register_task(task_class())
