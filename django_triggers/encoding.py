@@ -33,6 +33,16 @@ def normalize(value: Any, *, what: str) -> Any:
         ) from exc
 
 
+def normalize_mapping(value: Any, *, what: str) -> dict[str, Any]:
+    """``normalize`` for values that must be a mapping; ``None`` stands for ``{}``."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{what} must be a mapping, not {type(value).__name__}")
+    result: dict[str, Any] = normalize(value, what=what)
+    return result
+
+
 def _find_unencodable(value: Any, path: str) -> str | None:
     """The key path of the first value inside ``value`` that cannot be encoded."""
     if isinstance(value, Mapping):

@@ -186,17 +186,9 @@ class TriggerManager:
             raise ValueError(f"a trigger name must be a non-empty string, not {trigger_name!r}")
         if len(trigger_name) > 255:
             raise ValueError(f"trigger name {trigger_name[:40]!r}... is over 255 characters")
-        if trigger_kwargs is None:
-            return {}
-        if not isinstance(trigger_kwargs, Mapping):
-            raise TypeError(
-                f"the kwargs of trigger {trigger_name!r} must be a mapping, "
-                f"not {type(trigger_kwargs).__name__}"
-            )
-        result: dict[str, Any] = encoding.normalize(
+        return encoding.normalize_mapping(
             trigger_kwargs, what=f"the kwargs of trigger {trigger_name!r}"
         )
-        return result
 
     def _apply_fire(
         self, trigger_name: str, kwargs: dict[str, Any], source: str
@@ -501,12 +493,7 @@ class TriggerManager:
             return target
 
     def _encode_metadata(self, metadata: Any) -> dict[str, Any]:
-        if metadata is None:
-            return {}
-        if not isinstance(metadata, Mapping):
-            raise TypeError(f"metadata must be a mapping, not {type(metadata).__name__}")
-        result: dict[str, Any] = encoding.normalize(metadata, what="the metadata")
-        return result
+        return encoding.normalize_mapping(metadata, what="the metadata")
 
     # -- inspection ----------------------------------------------------------------
 

@@ -247,17 +247,11 @@ class TriggerTask(Task):  # type: ignore[misc]
         return result
 
     def _check_result(self, instance_name: str, returned: Any) -> dict[str, Any]:
-        if returned is None:
-            return {}
-        if not isinstance(returned, Mapping):
-            raise TypeError(
-                f"{type(self).__name__}._run returned {type(returned).__name__} for "
-                f"{instance_name!r}; it must return a mapping (the cascade's kwargs) or None"
-            )
-        result: dict[str, Any] = encoding.normalize(
-            returned, what=f"the result of {instance_name!r}"
+        return encoding.normalize_mapping(
+            returned,
+            what=f"what {type(self).__name__}._run returned for {instance_name!r} "
+            f"(the cascade's kwargs, or None)",
         )
-        return result
 
     def skip(self, metadata: Mapping[str, Any] | None = None) -> SkipTask:
         """``raise self.skip()`` ends the instance as ``skipped``, without a cascade."""
