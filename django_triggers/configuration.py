@@ -6,6 +6,7 @@
 the directive at the first problem found.
 """
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,8 @@ AND_EVERY = "andEvery"
 UNLESS = "unless"
 WITH_PARAMS = "withParams"
 USING = "using"
-KNOWN_DIRECTIVES = frozenset({AFTER, RUN, AND_EVERY, UNLESS, WITH_PARAMS, USING})
+WITHIN = "within"
+KNOWN_DIRECTIVES = frozenset({AFTER, RUN, AND_EVERY, UNLESS, WITH_PARAMS, USING, WITHIN})
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class TaskSpec:
     unless: list[str] = field(default_factory=list)
     with_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     using: str = ""
+    within: float | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -88,6 +91,7 @@ def parse_task(name: Any, directives: Any) -> TaskSpec:
         unless=unless,
         with_params=_with_params(name, directives),
         using=_using(name, directives),
+        within=_within(name, directives),
         extras=_extras(name, directives),
     )
 
@@ -190,6 +194,24 @@ def _using(task: str, directives: Mapping[str, Any]) -> str:
     except LookupError as exc:
         raise ConfigurationError(str(exc), task=task, directive=USING) from None
     return using
+
+
+def _within(task: str, directives: Mapping[str, Any]) -> float | None:
+    within = directives.get(WITHIN)
+    if within is None:
+        return None
+    if (
+        isinstance(within, bool)
+        or not isinstance(within, int | float)
+        or not math.isfinite(within)
+        or within <= 0
+    ):
+        raise ConfigurationError(
+            f"expected a number of seconds greater than 0, not {within!r}",
+            task=task,
+            directive=WITHIN,
+        )
+    return float(within)
 
 
 def _extras(task: str, directives: Mapping[str, Any]) -> dict[str, Any]:

@@ -47,6 +47,10 @@ class UnencodableValue(TypeError, ValueError):
         super().__init__(message)
 
 
+class StuckInstance(RuntimeError):
+    """Recorded on an instance failed by recovery after running for too long."""
+
+
 class ManagerClassError(ImportError):
     """The manager class recorded on a session cannot be used by a worker."""
 

@@ -9,6 +9,7 @@ handed to their runners only once that transaction has committed.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -21,10 +22,15 @@ from django.db.models import Exists, Max, OuterRef, Q, Subquery
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from django_triggers import encoding
+from django_triggers import encoding, signals
 from django_triggers.conf import get_setting
 from django_triggers.configuration import parse_configuration
-from django_triggers.exceptions import InstanceNotFound, ManagerClassError, describe_exception
+from django_triggers.exceptions import (
+    InstanceNotFound,
+    ManagerClassError,
+    StuckInstance,
+    describe_exception,
+)
 from django_triggers.models import (
     FiredTrigger,
     TaskConfig,
@@ -136,6 +142,7 @@ class TriggerManager:
                         "unless": spec.unless,
                         "run": spec.run,
                         "using": spec.using,
+                        "within": spec.within,
                         "with_params": spec.with_params,
                         "extras": spec.extras,
                     },
@@ -169,17 +176,46 @@ class TriggerManager:
         trigger_kwargs: Mapping[str, Any] | None = None,
         *,
         source: str = FiredTrigger.APPLICATION,
+        event_id: str | None = None,
     ) -> list[TaskInstance]:
         """Fire a trigger in the session; return the instances it scheduled.
 
         The scheduled instances reach their runners once the transaction
-        commits (the caller's, when called inside one).
+        commits (the caller's, when called inside one). With ``event_id``, a
+        fire repeating an earlier one with the same id (a web retry, an
+        upstream event delivered twice) changes nothing and returns the
+        instances the first one scheduled.
         """
         kwargs = self._encode_kwargs(trigger_name, trigger_kwargs)
         if source not in dict(FiredTrigger.SOURCE_CHOICES):
             raise ValueError(f"unknown fire source {source!r}")
+        if event_id is not None and (not isinstance(event_id, str) or not 0 < len(event_id) <= 255):
+            raise ValueError(f"an event id is a string of 1 to 255 characters, not {event_id!r}")
         with self._locked(record_manager=True):
-            return self._apply_fire(trigger_name, kwargs, source)
+            if event_id is not None:
+                earlier = FiredTrigger.objects.filter(
+                    session=self.session, event_id=event_id
+                ).first()
+                if earlier is not None:
+                    return self._repeated_fire(earlier, trigger_name, kwargs)
+            return self._apply_fire(trigger_name, kwargs, source, event_id=event_id)
+
+    def _repeated_fire(
+        self, earlier: FiredTrigger, trigger_name: str, kwargs: dict[str, Any]
+    ) -> list[TaskInstance]:
+        if earlier.trigger_name != trigger_name or earlier.kwargs != kwargs:
+            raise ValueError(
+                f"event id {earlier.event_id!r} was already used in session "
+                f"{self.session_uid!r} for a fire of {earlier.trigger_name!r} with other "
+                f"kwargs; an event id may only repeat the same fire"
+            )
+        instances = {
+            instance.name: instance
+            for instance in TaskInstance.objects.filter(
+                session=self.session, name__in=earlier.scheduled_instances
+            ).select_related("config")
+        }
+        return [instances[name] for name in earlier.scheduled_instances if name in instances]
 
     def _encode_kwargs(self, trigger_name: Any, trigger_kwargs: Any) -> dict[str, Any]:
         if not isinstance(trigger_name, str) or not trigger_name:
@@ -191,7 +227,12 @@ class TriggerManager:
         )
 
     def _apply_fire(
-        self, trigger_name: str, kwargs: dict[str, Any], source: str
+        self,
+        trigger_name: str,
+        kwargs: dict[str, Any],
+        source: str,
+        *,
+        event_id: str | None = None,
     ) -> list[TaskInstance]:
         now = timezone.now()
         configs = list(
@@ -248,9 +289,9 @@ class TriggerManager:
         for instance in (*touched, *created):
             config = instance.config
             if config.unless and set(config.unless) <= set(instance.unless_fired):
-                _set_status(instance, ABANDONED, now)
+                self._set_status(instance, ABANDONED, now)
             elif set(config.after) <= instance.kwargs.keys():
-                _set_status(instance, SCHEDULED, now)
+                self._set_status(instance, SCHEDULED, now)
                 scheduled.append(instance)
             else:
                 _stamp(instance, now)
@@ -259,17 +300,28 @@ class TriggerManager:
             TaskInstance.objects.bulk_create(created)
             TaskConfig.objects.bulk_update(needs_new, ["instance_count"])
         if touched:
-            TaskInstance.objects.bulk_update(
-                touched, ["kwargs", "unless_fired", "status", "metadata", "modified"]
-            )
-        FiredTrigger.objects.create(
-            session=self.session, trigger_name=trigger_name, kwargs=kwargs, source=source
+            TaskInstance.objects.bulk_update(touched, _STATUS_FIELDS)
+        fired = FiredTrigger.objects.create(
+            session=self.session,
+            trigger_name=trigger_name,
+            kwargs=kwargs,
+            source=source,
+            event_id=event_id or "",
+            scheduled_instances=[instance.name for instance in scheduled],
         )
-        transaction.on_commit(partial(self._after_fire_commit, trigger_name, scheduled))
+        transaction.on_commit(partial(self._after_fire_commit, fired, scheduled))
         return scheduled
 
-    def _after_fire_commit(self, trigger_name: str, scheduled: list[TaskInstance]) -> None:
-        self._call_hook(self._post_fire, trigger_name, scheduled)
+    def _after_fire_commit(self, fired: FiredTrigger, scheduled: list[TaskInstance]) -> None:
+        self._call_hook(self._post_fire, fired.trigger_name, scheduled)
+        self._send(
+            signals.trigger_fired,
+            trigger_name=fired.trigger_name,
+            trigger_kwargs=fired.kwargs,
+            source=fired.source,
+            event_id=fired.event_id or None,
+            scheduled=list(fired.scheduled_instances),
+        )
         self._dispatch(scheduled)
 
     def _new_instance(
@@ -287,6 +339,9 @@ class TriggerManager:
         number = config.instance_count
         config.instance_count += 1
         iso = now.isoformat()
+        deadline = None
+        if config.within is not None and status == UNSTARTED:
+            deadline = now + timedelta(seconds=config.within)
         instance = TaskInstance(
             session=self.session,
             config=config,
@@ -300,9 +355,13 @@ class TriggerManager:
             parent=parent,
             retries=parent.retries + 1 if parent is not None else 0,
             eta=eta,
+            deadline=deadline,
+            celery_task_id=str(uuid.uuid4()) if status == SCHEDULED else "",
+            status_changed_at=now,
             created=now,
             modified=now,
         )
+        self._on_status_change(instance, None, status)
         return instance
 
     def _latest_kwargs_of(self, trigger_names: set[str] | None) -> dict[str, Any]:
@@ -334,17 +393,71 @@ class TriggerManager:
         return config.using or self.default_runner_name
 
     def _dispatch(self, instances: list[TaskInstance]) -> None:
+        """Hand committed, scheduled instances to their runners; note which were accepted.
+
+        An instance whose runner raises (the broker is down, say) stays
+        ``scheduled`` with no ``dispatched_at``, and ``triggers_recover``
+        hands it over again later.
+        """
+        dispatched = []
         for instance in instances:
             try:
                 runner = get_runner_class(self.runner_name_for(instance.config))()
                 runner.run(self, instance)
-            except Exception:
+            except Exception as exc:
                 logger.exception(
-                    "Could not hand task instance %s of session %s to its runner; "
-                    "it stays scheduled",
+                    "Could not hand task instance %s of session %s to its runner; it stays "
+                    "scheduled until triggers_recover hands it over again",
                     instance.name,
                     self.session_uid,
                 )
+                self._note_dispatch_error(instance, exc)
+            else:
+                dispatched.append(instance.pk)
+        if dispatched:
+            TaskInstance.objects.filter(pk__in=dispatched, dispatched_at__isnull=True).update(
+                dispatched_at=timezone.now()
+            )
+
+    def _note_dispatch_error(self, instance: TaskInstance, exc: Exception) -> None:
+        try:
+            self.update_instance_metadata(
+                instance,
+                {
+                    "dispatch_error": {
+                        "error": f"{type(exc).__name__}: {exc}",
+                        "at": timezone.now().isoformat(),
+                    }
+                },
+            )
+        except Exception:
+            logger.exception("Could not record the dispatch error of %s", instance.name)
+
+    def _send(self, signal: Any, **kwargs: Any) -> None:
+        # send_robust logs a receiver's exception (logger "django.dispatch").
+        signal.send_robust(sender=type(self), session_uid=self.session_uid, **kwargs)
+
+    def _on_status_change(self, instance: TaskInstance, old: str | None, new: str) -> None:
+        transaction.on_commit(
+            partial(
+                self._send,
+                signals.instance_status_changed,
+                instance_name=instance.name,
+                task_name=instance.task_name,
+                old_status=old,
+                new_status=new,
+            )
+        )
+
+    def _set_status(self, instance: TaskInstance, status: str, now: datetime) -> None:
+        old = instance.status
+        instance.status = status
+        instance.status_changed_at = now
+        _stamp(instance, now)
+        instance.metadata["timestamps"][status] = now.isoformat()
+        if status == SCHEDULED and not instance.celery_task_id:
+            instance.celery_task_id = str(uuid.uuid4())
+        self._on_status_change(instance, old, status)
 
     def _call_hook(self, hook: Callable[..., None], *args: Any) -> None:
         try:
@@ -378,8 +491,8 @@ class TriggerManager:
     ) -> TaskInstance:
         kwargs = dict(failed.kwargs)
         kwargs.update(self._check_replacement_kwargs(failed, replacement_kwargs))
-        _set_status(failed, REPLAYED, now)
-        failed.save(update_fields=["status", "metadata", "modified"])
+        self._set_status(failed, REPLAYED, now)
+        failed.save(update_fields=_STATUS_FIELDS)
         config = failed.config
         clone = self._new_instance(
             config,
@@ -436,8 +549,8 @@ class TriggerManager:
             failed = self._lock_instance(instance)
             _require_status(failed, FAILED, "skip")
             cascade_kwargs = self._encode_kwargs(failed.task_name, result)
-            _set_status(failed, SKIPPED, timezone.now())
-            fields = ["status", "metadata", "modified"]
+            self._set_status(failed, SKIPPED, timezone.now())
+            fields = list(_STATUS_FIELDS)
             if result is not None:
                 failed.result = cascade_kwargs
                 fields.append("result")
@@ -466,8 +579,8 @@ class TriggerManager:
             target = self._lock_instance(instance)
             kwargs = self._encode_kwargs(target.task_name, cascade_kwargs) if cascade else {}
             target.metadata.update(extra)
-            _set_status(target, status, timezone.now())
-            target.save(update_fields=["status", "metadata", "modified"])
+            self._set_status(target, status, timezone.now())
+            target.save(update_fields=_STATUS_FIELDS)
             if cascade:
                 self._apply_fire(target.task_name, kwargs, FiredTrigger.CASCADE)
             return target
@@ -589,16 +702,38 @@ class TriggerManager:
                     instance.status,
                 )
                 return None
-            _set_status(instance, RUNNING, timezone.now())
-            instance.save(update_fields=["status", "metadata", "modified"])
+            self._set_status(instance, RUNNING, timezone.now())
+            instance.save(update_fields=_STATUS_FIELDS)
             return instance
+
+    def _lock_running(self, instance: InstanceRef, outcome: str) -> TaskInstance | None:
+        """The instance, locked, if still ``running``; else ``None`` (the outcome is dropped).
+
+        An instance stops being ``running`` under its worker when recovery
+        failed it as stuck (and it may have been replayed since): the late
+        worker's outcome must not overwrite that, nor cascade.
+        """
+        target = self._lock_instance(instance)
+        if target.status != RUNNING:
+            logger.warning(
+                "Task instance %s of session %s ended (%s) while %s, not running: "
+                "its outcome is not recorded",
+                target.name,
+                self.session_uid,
+                outcome,
+                target.status,
+            )
+            return None
+        return target
 
     def _finish_instance(self, instance: TaskInstance, result: dict[str, Any]) -> None:
         with self._locked(record_manager=True):
-            running = self._lock_instance(instance)
+            running = self._lock_running(instance, "finished")
+            if running is None:
+                return
             running.result = result
-            _set_status(running, FINISHED, timezone.now())
-            running.save(update_fields=["status", "result", "metadata", "modified"])
+            self._set_status(running, FINISHED, timezone.now())
+            running.save(update_fields=[*_STATUS_FIELDS, "result"])
             self._apply_fire(running.task_name, result, FiredTrigger.CASCADE)
 
     def _fail_instance(
@@ -606,13 +741,15 @@ class TriggerManager:
         instance: InstanceRef,
         exc: BaseException,
         metadata: Mapping[str, Any] | None = None,
-    ) -> TaskInstance:
+    ) -> TaskInstance | None:
         with self._locked():
-            target = self._lock_instance(instance)
+            target = self._lock_running(instance, "failed")
+            if target is None:
+                return None
             target.metadata.update(describe_exception(exc))
             target.metadata.update(metadata or {})
-            _set_status(target, FAILED, timezone.now())
-            target.save(update_fields=["status", "metadata", "modified"])
+            self._set_status(target, FAILED, timezone.now())
+            target.save(update_fields=_STATUS_FIELDS)
             return target
 
     def _retry_instance(
@@ -622,16 +759,88 @@ class TriggerManager:
         cooldown: float | None,
         replacement_kwargs: Mapping[str, Mapping[str, Any]] | None,
         metadata: Mapping[str, Any] | None,
-    ) -> TaskInstance:
+    ) -> TaskInstance | None:
         """Fail the instance (recording ``exc``) and replay it after ``cooldown`` seconds."""
         with self._locked(record_manager=True):
-            target = self._lock_instance(instance)
+            target = self._lock_running(instance, "retried")
+            if target is None:
+                return None
             if exc is not None:
                 target.metadata.update(describe_exception(exc))
             target.metadata.update(metadata or {})
             now = timezone.now()
-            _set_status(target, FAILED, now)
+            self._set_status(target, FAILED, now)
             return self._replay(target, replacement_kwargs, now, cooldown=cooldown)
+
+    # -- recovery sweeps ------------------------------------------------------------
+    # Called by django_triggers.recovery, one instance per transaction. Each
+    # re-checks the instance under the session lock, so sweeps running on
+    # several machines at once act on an instance at most once.
+
+    def _redispatch_instance(self, instance_name: str, not_touched_since: datetime) -> bool:
+        """Hand a scheduled instance that never reached its runner over again."""
+        with self._locked():
+            instance = self._lock_instance(instance_name)
+            if (
+                instance.status != SCHEDULED
+                or instance.dispatched_at is not None
+                or instance.modified > not_touched_since
+            ):
+                return False
+            # Saving moves ``modified`` on: another sweep now leaves it alone.
+            _stamp(instance, timezone.now())
+            instance.save(update_fields=["metadata", "modified"])
+            transaction.on_commit(partial(self._dispatch, [instance]))
+            return True
+
+    def _expire_instance(self, instance_name: str, now: datetime) -> bool:
+        """Abandon an instance whose deadline passed, and fire ``<task>.timeout``."""
+        with self._locked(record_manager=True):
+            instance = self._lock_instance(instance_name)
+            if instance.status != UNSTARTED or not instance.deadline or instance.deadline > now:
+                return False
+            missing = [name for name in instance.config.after if name not in instance.kwargs]
+            instance.metadata["abandoned_reason"] = {
+                "reason": "deadline",
+                "deadline": instance.deadline.isoformat(),
+                "within": instance.config.within,
+                "missing_triggers": missing,
+            }
+            self._set_status(instance, ABANDONED, now)
+            instance.save(update_fields=_STATUS_FIELDS)
+            self._apply_fire(
+                f"{instance.task_name}.timeout",
+                {"instance": instance.name, "missing_triggers": missing},
+                FiredTrigger.DEADLINE,
+            )
+            return True
+
+    def _fail_stuck_instance(self, instance_name: str, stuck_since: datetime) -> bool:
+        """Fail an instance ``running`` since before ``stuck_since``, so it can be replayed."""
+        with self._locked():
+            instance = self._lock_instance(instance_name)
+            if instance.status != RUNNING or instance.status_changed_at > stuck_since:
+                return False
+            exc = StuckInstance(
+                f"{instance.name!r} has been running since "
+                f"{instance.status_changed_at.isoformat()}; its worker is presumed lost"
+            )
+            instance.metadata.update(describe_exception(exc))
+            self._set_status(instance, FAILED, timezone.now())
+            instance.save(update_fields=_STATUS_FIELDS)
+            return True
+
+    def _skip_running_instance(
+        self, instance: TaskInstance, metadata: Mapping[str, Any] | None
+    ) -> None:
+        extra = self._encode_metadata(metadata)
+        with self._locked():
+            target = self._lock_running(instance, "skipped")
+            if target is None:
+                return
+            target.metadata.update(extra)
+            self._set_status(target, SKIPPED, timezone.now())
+            target.save(update_fields=_STATUS_FIELDS)
 
     def _record_log_level(self, instance: TaskInstance, level: int) -> None:
         """Raise the instance's stored log level to ``level`` if that is higher."""
@@ -696,11 +905,16 @@ def _stamp(instance: TaskInstance, now: datetime) -> None:
     instance.modified = now
 
 
-def _set_status(instance: TaskInstance, status: str, now: datetime) -> None:
-    instance.status = status
-    _stamp(instance, now)
-    instance.metadata["timestamps"][status] = now.isoformat()
-
+#: What a change of status writes.
+_STATUS_FIELDS = [
+    "kwargs",
+    "unless_fired",
+    "status",
+    "status_changed_at",
+    "celery_task_id",
+    "metadata",
+    "modified",
+]
 
 _PAST = {"replay": "replayed", "skip": "skipped"}
 

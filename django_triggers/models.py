@@ -10,6 +10,7 @@ from typing import Any
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class TriggerSession(models.Model):
@@ -40,6 +41,8 @@ class TaskConfig(models.Model):
     run = models.CharField(max_length=255)
     using = models.CharField(max_length=255, blank=True, default="")
     with_params = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
+    #: Seconds an instance may wait for its ``after`` triggers before it is abandoned.
+    within = models.FloatField(null=True, blank=True)
     #: Directives this app does not know, kept for custom managers.
     extras = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
     #: How many instances were ever created; the next instance's number.
@@ -70,6 +73,8 @@ class TaskConfig(models.Model):
             directives["withParams"] = self.with_params
         if self.using:
             directives["using"] = self.using
+        if self.within is not None:
+            directives["within"] = int(self.within) if self.within.is_integer() else self.within
         directives.update(self.extras)
         return directives
 
@@ -113,6 +118,7 @@ class FiredTrigger(models.Model):
     ADMIN = "admin"
     COMMAND = "command"
     REPLAY = "replay"
+    DEADLINE = "deadline"
     SOURCE_CHOICES = [
         (APPLICATION, "application"),
         (CASCADE, "cascade of a finished task"),
@@ -120,16 +126,28 @@ class FiredTrigger(models.Model):
         (ADMIN, "admin"),
         (COMMAND, "management command"),
         (REPLAY, "replay of a session"),
+        (DEADLINE, "deadline of a waiting task"),
     ]
 
     session = models.ForeignKey(TriggerSession, on_delete=models.CASCADE, related_name="fired")
     trigger_name = models.CharField(max_length=255)
     kwargs = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
     source = models.CharField(max_length=16, choices=SOURCE_CHOICES, default=APPLICATION)
+    #: The caller's id of the event behind this fire: firing it again is a no-op.
+    event_id = models.CharField(max_length=255, blank=True, default="")
+    #: Names of the instances this fire scheduled.
+    scheduled_instances = models.JSONField(default=list)
     fired_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["session", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "event_id"],
+                condition=~Q(event_id=""),
+                name="triggers_fired_unique_event",
+            ),
+        ]
         indexes = [
             # Latest kwargs of a trigger: the highest id for (session, name).
             models.Index(fields=["session", "trigger_name", "id"], name="triggers_fired_latest"),
@@ -186,7 +204,14 @@ class TaskInstance(models.Model):
     retries = models.PositiveIntegerField(default=0)
     #: Not to be started before this time (a retry's cooldown).
     eta = models.DateTimeField(null=True, blank=True)
-    created = models.DateTimeField(auto_now_add=True)
+    #: Abandoned if still unstarted at this time (the task's ``within``).
+    deadline = models.DateTimeField(null=True, blank=True)
+    #: Id of the Celery task that runs it, chosen when it is scheduled.
+    celery_task_id = models.CharField(max_length=255, blank=True, default="", db_index=True)
+    #: When its runner accepted it (for Celery: when the message was published).
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    status_changed_at = models.DateTimeField(default=timezone.now)
+    created = models.DateTimeField(default=timezone.now)
     modified = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -207,6 +232,17 @@ class TaskInstance(models.Model):
                 condition=Q(status="unstarted"),
             ),
             models.Index(fields=["session", "status"], name="triggers_instance_status"),
+            # Recovery sweeps: instances in flight, by how long they have been so.
+            models.Index(
+                fields=["status", "status_changed_at"],
+                name="triggers_instance_in_flight",
+                condition=Q(status__in=["scheduled", "running"]),
+            ),
+            models.Index(
+                fields=["deadline"],
+                name="triggers_instance_deadline",
+                condition=Q(status="unstarted", deadline__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -243,6 +279,17 @@ class TaskInstance(models.Model):
             or self.log_level < logging.ERROR
             or self.logs_marked_resolved
         )
+
+    @property
+    def task_result(self) -> Any:
+        """The ``django_celery_results`` ``TaskResult`` of its Celery task, if stored."""
+        from django.apps import apps
+
+        if not self.celery_task_id or not apps.is_installed("django_celery_results"):
+            return None
+        from django_celery_results.models import TaskResult
+
+        return TaskResult.objects.filter(task_id=self.celery_task_id).first()
 
     @classmethod
     def unresolved_logs_q(cls) -> Q:

@@ -101,6 +101,7 @@ class CeleryTaskRunner(BaseTaskRunner):
         )
         celery_task.apply_async(
             kwargs={"session_uid": manager.session_uid, "instance_name": task_instance.name},
+            task_id=task_instance.celery_task_id or None,
             eta=eta,
         )
 

@@ -225,7 +225,7 @@ class TriggerTask(Task):  # type: ignore[misc]
         try:
             returned = self._run(context)
         except SkipTask as skip:
-            manager.update_instance_status(instance, instance.SKIPPED, metadata=skip.metadata)
+            manager._skip_running_instance(instance, skip.metadata)
             return None
         except RetryTask as retry:
             manager._retry_instance(

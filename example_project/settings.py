@@ -104,7 +104,11 @@ STATIC_URL = "static/"
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
+# Acknowledge a message when its task ends, and put it back if the worker
+# process dies: a redelivered message finds its instance no longer scheduled
+# and does nothing, so this cannot run an instance twice.
 CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 
 # Without a broker the demo runs tasks in threads; with one, on Celery workers.

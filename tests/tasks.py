@@ -1,6 +1,7 @@
 """Trigger tasks used by the test suite, registered with the example project's Celery app."""
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -182,7 +183,61 @@ class DescribeContext(TriggerTask):
         }
 
 
+class RetryOnceAfterCooldown(TriggerTask):
+    """Retry a first attempt after a one-second cooldown; the retry returns what it got."""
+
+    name = "tests.RetryOnceAfterCooldown"
+    cooldown = 1.0
+
+    def _run(self, context: TaskContext) -> dict[str, Any]:
+        if context.task_instance.retries == 0:
+            raise self.retry(exc=ConnectionError("try again later"), cooldown=self.cooldown)
+        return {"received": context.trigger_kwargs}
+
+
+def run_counter_key(session_uid: str, instance_name: str) -> str:
+    """The Redis key under which ``CountRuns`` counts the runs of one instance."""
+    return f"django-triggers-tests:runs:{session_uid}:{instance_name}"
+
+
+class CountRuns(TriggerTask):
+    """Count each run of its body in Redis (``TRIGGERS_TEST_REDIS_URL``); return the count."""
+
+    name = "tests.CountRuns"
+
+    def _run(self, context: TaskContext) -> dict[str, Any]:
+        import redis
+
+        url = os.environ.get("TRIGGERS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+        with redis.Redis.from_url(url) as client:
+            runs = client.incr(run_counter_key(context.session_uid, context.instance_name))
+        return {"runs": runs}
+
+
+def block_key(session_uid: str, instance_name: str) -> str:
+    """Redis key prefix of one ``BlockUntilReleased`` instance."""
+    return f"django-triggers-tests:block:{session_uid}:{instance_name}"
+
+
+class BlockUntilReleased(TriggerTask):
+    """Push its process id to ``<key>:started``, then wait for an item in ``<key>:release``."""
+
+    name = "tests.BlockUntilReleased"
+
+    def _run(self, context: TaskContext) -> dict[str, Any]:
+        import redis
+
+        url = os.environ.get("TRIGGERS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+        key = block_key(context.session_uid, context.instance_name)
+        with redis.Redis.from_url(url) as client:
+            client.rpush(f"{key}:started", os.getpid())
+            if client.blpop([f"{key}:release"], timeout=120) is None:
+                raise TimeoutError(f"{context.instance_name} was never released")
+        return {"pid": os.getpid()}
+
+
 for task_class in (
+    BlockUntilReleased,
     Echo,
     ReturnNothing,
     Fail,
@@ -200,5 +255,7 @@ for task_class in (
     RetryAtDefaultLimit,
     SlowEcho,
     DescribeContext,
+    RetryOnceAfterCooldown,
+    CountRuns,
 ):
     app.register_task(task_class())

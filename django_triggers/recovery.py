@@ -1,0 +1,164 @@
+"""Sweeps that keep every committed instance moving: run it from cron or Celery beat.
+
+``recover()`` (and the ``triggers_recover`` command that calls it)
+
+* hands over again instances that were scheduled but never reached their
+  runner (the broker was down when their transaction committed);
+* abandons unstarted instances whose ``within`` deadline has passed, and
+  fires ``<task>.timeout`` for each;
+* reports instances ``scheduled`` or ``running`` for longer than a
+  threshold, and with ``fail_stuck`` fails the running ones (their worker is
+  presumed lost) so that they can be replayed.
+
+It walks the database in batches of primary keys, so memory stays bounded
+however many rows match, and handles each instance in its own transaction
+under its session's lock: several sweeps may run at once, on several
+machines, and each instance is acted on once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from django_triggers.exceptions import ManagerClassError
+from django_triggers.manager import TriggerManager
+from django_triggers.models import TaskInstance
+
+#: ``(session uid, instance name)``
+InstanceKey = tuple[str, str]
+
+DEFAULT_REDISPATCH_AFTER = timedelta(seconds=60)
+DEFAULT_STUCK_AFTER = timedelta(hours=1)
+
+
+@dataclass
+class RecoveryReport:
+    redispatched: list[InstanceKey] = field(default_factory=list)
+    expired: list[InstanceKey] = field(default_factory=list)
+    stuck_scheduled: list[InstanceKey] = field(default_factory=list)
+    stuck_running: list[InstanceKey] = field(default_factory=list)
+    failed_stuck: list[InstanceKey] = field(default_factory=list)
+    #: Instances that could not be handled, with the reason.
+    errors: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, list[dict[str, str]]]:
+        result = {
+            name: [{"session": uid, "instance": instance} for uid, instance in keys]
+            for name, keys in (
+                ("redispatched", self.redispatched),
+                ("expired", self.expired),
+                ("stuck_scheduled", self.stuck_scheduled),
+                ("stuck_running", self.stuck_running),
+                ("failed_stuck", self.failed_stuck),
+            )
+        }
+        result["errors"] = [
+            {"session": uid, "instance": instance, "error": error}
+            for uid, instance, error in self.errors
+        ]
+        return result
+
+
+def recover(
+    *,
+    redispatch_after: timedelta = DEFAULT_REDISPATCH_AFTER,
+    stuck_after: timedelta = DEFAULT_STUCK_AFTER,
+    fail_stuck: bool = False,
+    batch_size: int = 500,
+    now: datetime | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> RecoveryReport:
+    """Run every sweep once; see the module's docstring.
+
+    ``redispatch_after`` is how long a scheduled instance may wait for its
+    runner to accept it before it is handed over again: long enough for the
+    transaction that scheduled it to commit and dispatch it.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+    now = now or timezone.now()
+    report = RecoveryReport()
+    managers: dict[str, TriggerManager] = {}
+
+    def manager_for(session_uid: str) -> TriggerManager:
+        if session_uid not in managers:
+            if len(managers) >= batch_size:
+                managers.clear()
+            managers[session_uid] = TriggerManager.class_for_session(session_uid)(session_uid)
+        return managers[session_uid]
+
+    def sweep(
+        label: str,
+        queryset: QuerySet[TaskInstance],
+        found: list[InstanceKey],
+        act: Callable[[TriggerManager, str], bool] | None = None,
+    ) -> None:
+        examined = 0
+        for session_uid, instance_name in _in_batches(queryset, batch_size):
+            examined += 1
+            try:
+                if act is None or act(manager_for(session_uid), instance_name):
+                    found.append((session_uid, instance_name))
+            except ManagerClassError as exc:
+                report.errors.append((session_uid, instance_name, str(exc)))
+            if progress and examined % batch_size == 0:
+                progress(f"{label}: {examined} examined so far")
+        if progress:
+            progress(f"{label}: {len(found)} of {examined} examined")
+
+    sweep(
+        "deadlines",
+        TaskInstance.objects.filter(status=TaskInstance.UNSTARTED, deadline__lte=now),
+        report.expired,
+        lambda manager, name: manager._expire_instance(name, now),
+    )
+    sweep(
+        "never dispatched",
+        TaskInstance.objects.filter(
+            status=TaskInstance.SCHEDULED,
+            dispatched_at__isnull=True,
+            modified__lte=now - redispatch_after,
+        ),
+        report.redispatched,
+        lambda manager, name: manager._redispatch_instance(name, now - redispatch_after),
+    )
+    sweep(
+        "stuck scheduled",
+        TaskInstance.objects.filter(
+            status=TaskInstance.SCHEDULED, status_changed_at__lte=now - stuck_after
+        ),
+        report.stuck_scheduled,
+    )
+    stuck_running = TaskInstance.objects.filter(
+        status=TaskInstance.RUNNING, status_changed_at__lte=now - stuck_after
+    )
+    sweep("stuck running", stuck_running, report.stuck_running)
+    if fail_stuck:
+        sweep(
+            "failing stuck running",
+            stuck_running,
+            report.failed_stuck,
+            lambda manager, name: manager._fail_stuck_instance(name, now - stuck_after),
+        )
+    return report
+
+
+def _in_batches(queryset: QuerySet[TaskInstance], batch_size: int) -> Iterator[InstanceKey]:
+    """``(session uid, instance name)`` of each match, read ``batch_size`` rows at a time."""
+    last_pk = 0
+    while True:
+        batch = list(
+            queryset.filter(pk__gt=last_pk)
+            .order_by("pk")
+            .values_list("pk", "session__uid", "name")[:batch_size]
+        )
+        if not batch:
+            return
+        for pk, session_uid, name in batch:
+            last_pk = pk
+            yield session_uid, name
