@@ -35,6 +35,10 @@ class InstanceNotFound(LookupError):
     """No task instance of that name exists in the session."""
 
 
+class SessionNotFound(LookupError):
+    """No trigger session has that uid."""
+
+
 class UnencodableValue(TypeError, ValueError):
     """A value meant for the database cannot be encoded as JSON.
 

@@ -28,6 +28,7 @@ from django_triggers.configuration import parse_configuration
 from django_triggers.exceptions import (
     InstanceNotFound,
     ManagerClassError,
+    SessionNotFound,
     StuckInstance,
     describe_exception,
 )
@@ -79,6 +80,17 @@ class TriggerManager:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.session_uid!r}>"
+
+    @classmethod
+    def for_existing_session(cls, session_uid: str) -> TriggerManager:
+        """A manager of a session that must already exist (``SessionNotFound`` otherwise).
+
+        For tools acting on sessions by uid (the admin, management commands),
+        where a mistyped uid must not create an empty session.
+        """
+        if not TriggerSession.objects.filter(uid=session_uid).exists():
+            raise SessionNotFound(f"no trigger session has the uid {session_uid!r}")
+        return cls(session_uid)
 
     @classmethod
     def class_path(cls) -> str:
@@ -653,6 +665,41 @@ class TriggerManager:
                 TaskInstance.unresolved_logs_q()
             )
         )
+
+    def waiting_for(self, instance: InstanceRef) -> dict[str, list[str]]:
+        """Which of the instance's ``after`` and ``unless`` triggers it has seen fire."""
+        target = self.get_instance(instance)
+        after, unless = target.config.after, target.config.unless
+        return {
+            "after_fired": [name for name in after if name in target.kwargs],
+            "after_missing": [name for name in after if name not in target.kwargs],
+            "unless_fired": [name for name in unless if name in target.unless_fired],
+            "unless_missing": [name for name in unless if name not in target.unless_fired],
+        }
+
+    def refire_from(
+        self, source_session_uid: str, *, batch_size: int = 500
+    ) -> Iterator[tuple[FiredTrigger, list[TaskInstance]]]:
+        """Fire into this session, in order, the application fires recorded in another.
+
+        Yields each recorded fire with the instances its replay scheduled, as it
+        goes; the source's history is read ``batch_size`` rows at a time. Run it
+        inside a transaction that is rolled back for a dry run: nothing is kept,
+        and nothing reaches a runner.
+        """
+        if source_session_uid == self.session_uid:
+            raise ValueError("a session cannot be replayed into itself")
+        source = TriggerSession.objects.filter(uid=source_session_uid).first()
+        if source is None:
+            raise SessionNotFound(f"no trigger session has the uid {source_session_uid!r}")
+        recorded = FiredTrigger.objects.filter(
+            session=source, source=FiredTrigger.APPLICATION
+        ).order_by("id")
+        last_id = 0
+        while batch := list(recorded.filter(id__gt=last_id)[:batch_size]):
+            for fired in batch:
+                last_id = fired.id
+                yield fired, self.fire(fired.trigger_name, fired.kwargs, source=FiredTrigger.REPLAY)
 
     def debug_repr(self) -> dict[str, Any]:
         """A JSON-able snapshot of the session: configuration, instances, fires."""

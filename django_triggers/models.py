@@ -24,6 +24,7 @@ class TriggerSession(models.Model):
 
     class Meta:
         ordering = ["-created"]
+        permissions = [("fire_trigger", "Can fire triggers into sessions")]
 
     def __str__(self) -> str:
         return self.uid
@@ -216,6 +217,11 @@ class TaskInstance(models.Model):
 
     class Meta:
         ordering = ["session", "task_name", "number"]
+        permissions = [
+            ("replay_taskinstance", "Can replay failed task instances"),
+            ("skip_taskinstance", "Can skip failed task instances"),
+            ("resolve_logs_taskinstance", "Can mark the logs of task instances resolved"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["session", "name"], name="triggers_instance_unique_name"
