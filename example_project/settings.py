@@ -1,5 +1,19 @@
 """Settings of the example project, also used by the test suite.
 
+By default the project needs no services: SQLite, and tasks run in threads of
+the web process::
+
+    python manage.py migrate
+    python manage.py runserver
+
+With PostgreSQL and Celery, give the web process and the worker the same
+environment::
+
+    export TRIGGERS_DB=postgres CELERY_BROKER_URL=redis://127.0.0.1:6379/0
+    python manage.py migrate
+    celery -A example_project worker -l info    # in one terminal
+    python manage.py runserver                  # in another
+
 Environment variables:
 
 ``TRIGGERS_DB``
@@ -14,10 +28,16 @@ Environment variables:
 ``CELERY_BROKER_URL``
     The Celery broker; when it is unset, tasks run in threads of the web
     process (the ``threading`` runner) and no broker is needed.
+``TRIGGERS_DEFAULT_RUNNER``
+    Overrides that choice: ``threading`` or ``celery``.
+``DJANGO_SECRET_KEY``, ``DJANGO_DEBUG``
+    The secret key (a fixed, public one by default) and debug mode (``1``,
+    the default, or ``0``).
 """
 
 import os
 from pathlib import Path
+from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent
 
@@ -63,6 +83,7 @@ TEMPLATES = [
     },
 ]
 
+DATABASES: dict[str, dict[str, Any]]
 if os.environ.get("TRIGGERS_DB", "sqlite") == "postgres":
     DATABASES = {
         "default": {

@@ -4,6 +4,8 @@ Read each entry as a sentence: *after* these triggers (*and every* time this
 one fires), *unless* those fired, *run* this task.
 """
 
+from typing import Any
+
 from example_project.questionnaire.tasks import (
     ComputeScore,
     ImportBrowserMetadata,
@@ -11,7 +13,7 @@ from example_project.questionnaire.tasks import (
     ImportSubject,
 )
 
-CONFIGURATION = {
+CONFIGURATION: dict[str, dict[str, Any]] = {
     "t_importSubject": {
         "after": ["firstPageReceived", "questionnaireComplete"],
         "run": ImportSubject.name,

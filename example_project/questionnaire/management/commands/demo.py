@@ -1,19 +1,35 @@
 """Run a questionnaire session end to end and print what happened."""
 
-import uuid
+import datetime
+import time
 from typing import Any
 
 from django.core.management.base import BaseCommand
 
 from django_triggers.manager import TriggerManager
 from django_triggers.runners import ThreadingTaskRunner
-from example_project.questionnaire.workflow import CONFIGURATION
+from example_project.questionnaire import services
+
+
+def wait_for_tasks(manager: TriggerManager, timeout: float) -> None:
+    """Wait until no instance of the session is scheduled or running, for up to ``timeout``.
+
+    Threads of the ``threading`` runner are joined; instances sent to Celery
+    workers are polled.
+    """
+    ThreadingTaskRunner.join_all(timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(
+        instance.status in services.IN_PROGRESS_STATUSES
+        for instance in manager.get_unresolved_instances()
+    ):
+        time.sleep(0.2)
 
 
 class Command(BaseCommand):
     help = (
-        "Fire the triggers of one questionnaire (first page, two more pages, completion) "
-        "into a new session, wait for its tasks, and print every instance's status."
+        "Answer one questionnaire (first page, two more pages, completion) in a new "
+        "session, the way its views do, wait for its tasks, and print every instance's status."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -24,27 +40,24 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, embedded: bool = False, **options: Any) -> None:
-        session_uid = f"questionnaire-{uuid.uuid4().hex[:8]}"
-        manager = TriggerManager(session_uid)
-        manager.update_configuration(CONFIGURATION)
-        self.stdout.write(f"Session {session_uid}, runner: {manager.default_runner_name}")
+        manager = services.start_questionnaire(embedded=embedded)
+        self.stdout.write(f"Session {manager.session_uid}, runner: {manager.default_runner_name}")
 
-        if embedded:
-            manager.fire("isEmbeddedApplication")
-        first_page = {"name": "Ada Lovelace", "birthday": "1815-12-10"}
-        manager.fire("firstPageReceived", {"responses": first_page})
-        for page in (2, 3):
-            manager.fire(
-                "pageReceived",
-                {"page": page, "answers": {"q": f"answer {page}"}, "browser": {"agent": "demo"}},
-            )
-        manager.fire("questionnaireComplete")
-        ThreadingTaskRunner.join_all(timeout=60)
+        services.receive_first_page(
+            manager, {"name": "Ada Lovelace", "birthday": datetime.date(1815, 12, 10)}
+        )
+        services.receive_page(manager, 2, {"mood": "good", "sleep_hours": 8}, user_agent="demo")
+        services.receive_page(
+            manager, 3, {"comments": "Clear questions.", "recommend": True}, user_agent="demo"
+        )
+        services.complete_questionnaire(manager)
+        wait_for_tasks(manager, timeout=60)
 
         self.stdout.write("")
         self.stdout.write(f"{'instance':<28} {'status':<10} result")
-        for instance in manager.session.instances.order_by("task_name", "number"):
-            self.stdout.write(f"{instance.name:<28} {instance.status:<10} {instance.result}")
+        for task in services.session_status(manager):
+            for instance in task.instances:
+                self.stdout.write(f"{instance.name:<28} {instance.status:<10} {instance.result}")
         unresolved = manager.get_unresolved_instances()
         if unresolved:
             self.stderr.write(f"Unresolved: {', '.join(i.name for i in unresolved)}")

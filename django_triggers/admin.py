@@ -1,0 +1,1250 @@
+"""The admin for operators: what each session is waiting for, what failed and why, and the fix.
+
+Pages read the models; every change (replay, skip, resolving logs, firing)
+goes through the session's :class:`~django_triggers.manager.TriggerManager`,
+so the admin follows the same rules, locks and hooks as the application. Data
+cannot be added or edited here; deleting follows Django's delete permission.
+Each action needs its own permission, and a user who lacks it is neither
+offered the action nor allowed to post it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.utils import display_for_value, unquote
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, URLPattern, path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.text import slugify
+
+from django_triggers.graph import session_graph, to_dot, to_mermaid, to_svg
+from django_triggers.manager import TriggerManager
+from django_triggers.models import FiredTrigger, TaskConfig, TaskInstance, TriggerSession
+
+#: What the manager raises for a request it refuses: wrong status, bad kwargs,
+#: unknown instance or session, unencodable values, an unusable manager class.
+#: Shown to the operator as a message; nothing was changed.
+REFUSALS = (ValueError, TypeError, LookupError, ImportError)
+
+STATUSES = [status for status, _ in TaskInstance.STATUS_CHOICES]
+UNRESOLVED_STATUSES = [s for s in STATUSES if s not in TaskInstance.RESOLVED_STATUSES]
+
+#: How many fires and instances the session page lists before pointing elsewhere.
+TIMELINE_LIMIT = 500
+INSTANCES_LIMIT = 500
+
+
+def session_manager(session_uid: str) -> TriggerManager:
+    """A manager of the class recorded on the session, for acting on it.
+
+    Using the application's own class runs its hooks, and keeps the session
+    recorded as managed by it (workers rebuild that class for cascades).
+    """
+    manager_class = TriggerManager.class_for_session(session_uid)
+    return manager_class.for_existing_session(session_uid)
+
+
+def pretty_json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, cls=DjangoJSONEncoder)
+
+
+def json_block(value: Any) -> SafeString:
+    return format_html('<pre class="dt-json">{}</pre>', pretty_json(value))
+
+
+def status_badge(status: str) -> SafeString:
+    return format_html('<span class="dt-badge dt-status-{}">{}</span>', status, status)
+
+
+def can_replay_instances(request: HttpRequest) -> bool:
+    return request.user.has_perm("django_triggers.replay_taskinstance")
+
+
+def can_skip_instances(request: HttpRequest) -> bool:
+    return request.user.has_perm("django_triggers.skip_taskinstance")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _parse_json_object(text: str, what: str) -> dict[str, Any] | None:
+    """The JSON object in ``text``; ``None`` when it is blank."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise ValidationError(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValidationError(
+            f"{what} must be a JSON object ({{...}}), not a JSON {type(value).__name__}"
+        )
+    return value
+
+
+class JSONObjectField(forms.CharField):
+    """A textarea holding an optional JSON object; blank means ``None``."""
+
+    def __init__(self, *, what: str, **kwargs: Any):
+        self.what = what
+        kwargs.setdefault("required", False)
+        kwargs.setdefault(
+            "widget", forms.Textarea(attrs={"rows": 8, "cols": 80, "class": "dt-json-input"})
+        )
+        super().__init__(strip=False, **kwargs)
+
+    def to_python(self, value: Any) -> dict[str, Any] | None:
+        return _parse_json_object(super().to_python(value) or "", self.what)
+
+
+class ReplayForm(forms.Form):
+    replacement_kwargs = JSONObjectField(
+        what="Replacement kwargs",
+        label="Replacement kwargs",
+        help_text=(
+            "Optional. A JSON object mapping trigger names to new kwargs, for example "
+            '{"firstPageReceived": {"responses": {"name": "Ada"}}}. Triggers not named '
+            "keep the kwargs of the failed instance."
+        ),
+    )
+
+    def __init__(self, *args: Any, instances: Sequence[TaskInstance], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.instances = instances
+
+    def clean_replacement_kwargs(self) -> dict[str, dict[str, Any]] | None:
+        replacement: dict[str, Any] | None = self.cleaned_data["replacement_kwargs"]
+        if replacement is None:
+            return None
+        for trigger, kwargs in replacement.items():
+            if not isinstance(kwargs, dict):
+                raise ValidationError(
+                    f"The kwargs of trigger {trigger!r} must be a JSON object, "
+                    f"not a JSON {type(kwargs).__name__}."
+                )
+        for instance in self.instances:
+            if instance.status != TaskInstance.FAILED:
+                continue
+            unknown = [name for name in replacement if name not in instance.config.after]
+            if unknown:
+                raise ValidationError(
+                    f"{instance.name} does not wait for {', '.join(map(repr, unknown))}; "
+                    f"its after triggers are {', '.join(map(repr, instance.config.after))}."
+                )
+        return replacement
+
+
+class SkipForm(forms.Form):
+    cascade = forms.BooleanField(
+        required=False,
+        label="Cascade",
+        help_text=(
+            "Fire the task's own trigger, as if it had finished, so that the tasks "
+            "waiting for it can run."
+        ),
+    )
+    result = JSONObjectField(
+        what="The result",
+        label="Result",
+        help_text=(
+            "Optional. A JSON object recorded as the instance's result and, with "
+            "cascade, fired as the kwargs of its trigger."
+        ),
+    )
+
+
+class FireTriggerForm(forms.Form):
+    trigger_name = forms.CharField(
+        max_length=255,
+        label="Trigger name",
+        widget=forms.TextInput(attrs={"list": "dt-known-triggers", "size": 60}),
+    )
+    kwargs = JSONObjectField(
+        what="The kwargs",
+        label="Kwargs",
+        help_text="Optional. A JSON object; blank fires the trigger with {}.",
+    )
+    #: Makes the form's submission idempotent: posting it twice fires once.
+    event_id = forms.CharField(max_length=255, widget=forms.HiddenInput)
+
+
+class ConfirmForm(forms.Form):
+    """A confirmation with nothing to fill in."""
+
+
+# -- list filters ------------------------------------------------------------------
+
+
+class InstanceStatusFilter(admin.SimpleListFilter):
+    """Sessions holding at least one instance in the chosen status."""
+
+    title = "instance status"
+    parameter_name = "instance_status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(status, f"has {status} instances") for status in STATUSES]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() not in STATUSES:
+            return queryset
+        return queryset.filter(
+            Exists(TaskInstance.objects.filter(session=OuterRef("pk"), status=self.value()))
+        )
+
+
+class AttentionFilter(admin.SimpleListFilter):
+    """Sessions an operator should look at."""
+
+    title = "needs attention"
+    parameter_name = "attention"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            ("unresolved", "unresolved instances"),
+            ("logs", "unresolved logs"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        instances = TaskInstance.objects.filter(session=OuterRef("pk"))
+        if self.value() == "unresolved":
+            return queryset.filter(Exists(instances.filter(status__in=UNRESOLVED_STATUSES)))
+        if self.value() == "logs":
+            return queryset.filter(Exists(instances.filter(TaskInstance.unresolved_logs_q())))
+        return queryset
+
+
+class LogsFilter(admin.SimpleListFilter):
+    title = "logs"
+    parameter_name = "logs"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("unresolved", "unresolved"), ("resolved", "resolved")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "unresolved":
+            return queryset.filter(TaskInstance.unresolved_logs_q())
+        if self.value() == "resolved":
+            return queryset.exclude(TaskInstance.unresolved_logs_q())
+        return queryset
+
+
+# -- shared machinery ------------------------------------------------------------------
+
+
+class OperatorAdmin(admin.ModelAdmin):
+    """Read-only model admin whose actions each require their own permission."""
+
+    class Media:
+        css = {"all": ["django_triggers/admin.css"]}
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if request.method == "POST" and "action" in request.POST:
+            self._check_action_permission(request)
+        return super().changelist_view(request, extra_context)
+
+    def _check_action_permission(self, request: HttpRequest) -> None:
+        """Refuse (403) an action posted by a user without the permissions it requires."""
+        names = request.POST.getlist("action")
+        try:
+            name = names[int(request.POST.get("index", 0))]
+        except (IndexError, ValueError):
+            return
+        action = self.get_action(name)
+        if action is None:
+            return
+        required = getattr(action[0], "allowed_permissions", ())
+        if required and not any(
+            getattr(self, f"has_{permission}_permission")(request) for permission in required
+        ):
+            raise PermissionDenied
+
+    def _url(self, name: str, *args: Any, model: type[Any] | None = None) -> str:
+        opts = (model or self.model)._meta
+        return reverse(
+            f"admin:{opts.app_label}_{opts.model_name}_{name}",
+            args=args,
+            current_app=self.admin_site.name,
+        )
+
+    def _object_or_redirect(
+        self, request: HttpRequest, object_id: str
+    ) -> tuple[Any, HttpResponse | None]:
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None:
+            self.message_user(
+                request,
+                f"{self.opts.verbose_name.capitalize()} with ID {object_id!r} doesn't exist. "
+                f"Perhaps it was deleted?",
+                messages.WARNING,
+            )
+            return None, HttpResponseRedirect(self._url("changelist"))
+        if not self.has_view_permission(request, obj):
+            raise PermissionDenied
+        return obj, None
+
+    def _wrap(self, view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        return self.admin_site.admin_view(view)
+
+    def _render_form(
+        self,
+        request: HttpRequest,
+        template: str,
+        *,
+        title: str,
+        form: forms.Form,
+        objects: Iterable[Any],
+        submit_label: str,
+        cancel_url: str,
+        action_name: str | None = None,
+        form_action: str | None = None,
+        breadcrumb_object: Any = None,
+        **context: Any,
+    ) -> TemplateResponse:
+        """An intermediate page: what will be acted on, a form, and an ``apply`` button.
+
+        ``action_name`` set: the page continues a changelist action and posts
+        back to the changelist with the selected ids. Otherwise it posts to
+        ``form_action``, a page of its own.
+        """
+        objects = list(objects)
+        request.current_app = self.admin_site.name
+        return TemplateResponse(
+            request,
+            f"admin/django_triggers/{template}",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": title,
+                "form": form,
+                "objects": objects,
+                "selected_ids": [obj.pk for obj in objects],
+                "action_name": action_name,
+                "form_action": form_action,
+                "submit_label": submit_label,
+                "cancel_url": cancel_url,
+                "breadcrumb_object": breadcrumb_object,
+                "breadcrumb_object_url": (
+                    self._url("change", breadcrumb_object.pk) if breadcrumb_object else None
+                ),
+                "media": self.media + form.media,
+                **context,
+            },
+        )
+
+
+def _managers() -> Callable[[str], TriggerManager]:
+    """A lookup of session managers by uid, built once per session within one request."""
+    cache: dict[str, TriggerManager] = {}
+
+    def get(uid: str) -> TriggerManager:
+        if uid not in cache:
+            cache[uid] = session_manager(uid)
+        return cache[uid]
+
+    return get
+
+
+# -- sessions ------------------------------------------------------------------
+
+
+@admin.register(TriggerSession)
+class TriggerSessionAdmin(OperatorAdmin):
+    list_display = [
+        "uid",
+        "created",
+        "last_fire",
+        "instance_counts",
+        "unresolved",
+        "unresolved_logs",
+    ]
+    list_filter = [InstanceStatusFilter, AttentionFilter, "created"]
+    search_fields = ["uid"]
+    actions = ["fire_trigger"]
+    fieldsets = [
+        (None, {"fields": ["uid", "created", "last_fire", "instance_counts", "manager_class"]}),
+    ]
+    readonly_fields = ["last_fire", "instance_counts"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TriggerSession]:
+        latest_fire = FiredTrigger.objects.filter(session=OuterRef("pk")).order_by("-id")
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                last_fire_at=Subquery(latest_fire.values("fired_at")[:1]),
+                unresolved_count=Count(
+                    "instances", filter=Q(instances__status__in=UNRESOLVED_STATUSES)
+                ),
+                has_unresolved_logs=Exists(
+                    TaskInstance.objects.filter(session=OuterRef("pk")).filter(
+                        TaskInstance.unresolved_logs_q()
+                    )
+                ),
+                **{
+                    f"count_{status}": Count("instances", filter=Q(instances__status=status))
+                    for status in STATUSES
+                },
+            )
+        )
+
+    @admin.display(description="last fire", ordering="last_fire_at")
+    def last_fire(self, session: TriggerSession) -> str:
+        return display_for_value(getattr(session, "last_fire_at", None), "-")
+
+    @admin.display(description="instances")
+    def instance_counts(self, session: TriggerSession) -> SafeString | str:
+        counts = [(getattr(session, f"count_{s}", 0), s) for s in STATUSES]
+        shown = [(count, status) for count, status in counts if count]
+        if not shown:
+            return "none"
+        return format_html_join(
+            " ",
+            '<span class="dt-badge dt-status-{}">{} {}</span>',
+            ((status, count, status) for count, status in shown),
+        )
+
+    @admin.display(description="unresolved", ordering="unresolved_count")
+    def unresolved(self, session: TriggerSession) -> int:
+        return getattr(session, "unresolved_count", 0)
+
+    @admin.display(description="unresolved logs", boolean=True, ordering="has_unresolved_logs")
+    def unresolved_logs(self, session: TriggerSession) -> bool:
+        return bool(getattr(session, "has_unresolved_logs", False))
+
+    def has_fire_trigger_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("django_triggers.fire_trigger")
+
+    def get_urls(self) -> list[URLPattern]:
+        info = f"{self.opts.app_label}_{self.opts.model_name}"
+        return [
+            path(
+                "<path:object_id>/fire/",
+                self._wrap(self.fire_trigger_view),
+                name=f"{info}_fire",
+            ),
+            path(
+                "<path:object_id>/graph.mmd",
+                self._wrap(self.mermaid_view),
+                name=f"{info}_mermaid",
+            ),
+            path("<path:object_id>/graph.dot", self._wrap(self.dot_view), name=f"{info}_dot"),
+            *super().get_urls(),
+        ]
+
+    # -- the session page ---------------------------------------------------------
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        session = self.get_object(request, unquote(object_id))
+        if session is not None and self.has_view_permission(request, session):
+            extra_context = {**(extra_context or {}), **self._overview(request, session)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _overview(self, request: HttpRequest, session: TriggerSession) -> dict[str, Any]:
+        """What the session page shows below its fields."""
+        manager = TriggerManager(session.uid)
+        can_replay = can_replay_instances(request)
+        can_skip = can_skip_instances(request)
+
+        instances = list(
+            TaskInstance.objects.filter(session=session)
+            .select_related("parent")
+            .order_by("task_name", "number")[: INSTANCES_LIMIT + 1]
+        )
+        rows = []
+        for instance in instances[:INSTANCES_LIMIT]:
+            url = self._url("change", instance.pk, model=TaskInstance)
+            waiting = (
+                manager.waiting_for(instance.name)
+                if instance.status == TaskInstance.UNSTARTED
+                else None
+            )
+            failed = instance.status == TaskInstance.FAILED
+            rows.append(
+                {
+                    "instance": instance,
+                    "url": url,
+                    "parent_url": (
+                        self._url("change", instance.parent_id, model=TaskInstance)
+                        if instance.parent_id
+                        else None
+                    ),
+                    "waiting": waiting,
+                    "error": _error_summary(instance),
+                    "replay_url": (
+                        self._url("replay", instance.pk, model=TaskInstance)
+                        if failed and can_replay
+                        else None
+                    ),
+                    "skip_url": (
+                        self._url("skip", instance.pk, model=TaskInstance)
+                        if failed and can_skip
+                        else None
+                    ),
+                }
+            )
+
+        fired_count = FiredTrigger.objects.filter(session=session).count()
+        fired = list(FiredTrigger.objects.filter(session=session).order_by("-id")[:TIMELINE_LIMIT])[
+            ::-1
+        ]
+        instance_urls = {row["instance"].name: row["url"] for row in rows}
+        timeline = [
+            {
+                "fired": item,
+                "number": fired_count - len(fired) + index + 1,
+                "kwargs": pretty_json(item.kwargs),
+                "scheduled": [(name, instance_urls.get(name)) for name in item.scheduled_instances],
+            }
+            for index, item in enumerate(fired)
+        ]
+
+        configuration = manager.get_configuration()
+        graph = session_graph(manager)
+        fired_names = {
+            node.label for node in graph.nodes if node.kind == "trigger" and node.status == "fired"
+        }
+        not_started = [
+            {
+                "name": config.name,
+                "after_missing": [name for name in config.after if name not in fired_names],
+                "after_fired": [name for name in config.after if name in fired_names],
+            }
+            for config in TaskConfig.objects.filter(session=session, instance_count=0).order_by(
+                "name"
+            )
+        ]
+        return {
+            "attention": {
+                "not_started": not_started,
+                "failed": [row for row in rows if row["instance"].status == TaskInstance.FAILED],
+                "waiting": [row for row in rows if row["waiting"] is not None],
+                "in_flight": [
+                    row
+                    for row in rows
+                    if row["instance"].status in (TaskInstance.SCHEDULED, TaskInstance.RUNNING)
+                ],
+                "unresolved_logs": [row for row in rows if not row["instance"].logs_resolved],
+            },
+            "instance_rows": rows,
+            "instances_truncated": len(instances) > INSTANCES_LIMIT,
+            "instances_url": self._url("changelist", model=TaskInstance)
+            + f"?session__id__exact={session.pk}",
+            "configuration": [
+                {"name": name, "directives": _directive_rows(directives)}
+                for name, directives in configuration.items()
+            ],
+            "configuration_json": pretty_json(configuration),
+            "timeline": timeline,
+            "timeline_hidden": fired_count - len(fired),
+            # to_svg escapes every name it draws: this is the one markup marked safe.
+            "graph_svg": mark_safe(to_svg(graph)),
+            "mermaid_url": self._url("mermaid", session.pk),
+            "dot_url": self._url("dot", session.pk),
+            "fire_trigger_url": (
+                self._url("fire", session.pk) if self.has_fire_trigger_permission(request) else None
+            ),
+        }
+
+    # -- diagram downloads ------------------------------------------------------------
+
+    def mermaid_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self._graph_text(request, object_id, to_mermaid, "mmd")
+
+    def dot_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self._graph_text(request, object_id, to_dot, "dot")
+
+    def _graph_text(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        render: Callable[[Any], str],
+        extension: str,
+    ) -> HttpResponse:
+        session, redirect = self._object_or_redirect(request, object_id)
+        if redirect:
+            return redirect
+        text = render(session_graph(TriggerManager(session.uid)))
+        response = HttpResponse(text, content_type="text/plain; charset=utf-8")
+        filename = f"{slugify(session.uid) or 'session'}-{session.pk}.{extension}"
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+
+    # -- firing -------------------------------------------------------------------------
+
+    @admin.action(
+        description="Fire a trigger into the selected session", permissions=["fire_trigger"]
+    )
+    def fire_trigger(
+        self, request: HttpRequest, queryset: QuerySet[TriggerSession]
+    ) -> HttpResponse | None:
+        sessions = list(queryset[:2])
+        if len(sessions) != 1:
+            self.message_user(
+                request, "Select exactly one session to fire a trigger into.", messages.ERROR
+            )
+            return None
+        return self._fire(
+            request,
+            sessions[0],
+            action_name="fire_trigger",
+            success_url=request.get_full_path(),
+        )
+
+    def fire_trigger_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if not self.has_fire_trigger_permission(request):
+            raise PermissionDenied
+        session, redirect = self._object_or_redirect(request, object_id)
+        if redirect:
+            return redirect
+        url = self._url("change", session.pk)
+        return self._fire(
+            request, session, form_action=self._url("fire", session.pk), success_url=url
+        )
+
+    def _fire(
+        self,
+        request: HttpRequest,
+        session: TriggerSession,
+        *,
+        success_url: str,
+        action_name: str | None = None,
+        form_action: str | None = None,
+    ) -> HttpResponse:
+        submitted = request.method == "POST" and "apply" in request.POST
+        form = FireTriggerForm(
+            request.POST if submitted else None,
+            initial={"event_id": f"admin-{uuid.uuid4().hex}"},
+        )
+        if submitted and form.is_valid():
+            data = form.cleaned_data
+            try:
+                scheduled = session_manager(session.uid).fire(
+                    data["trigger_name"],
+                    data["kwargs"],
+                    source=FiredTrigger.ADMIN,
+                    event_id=data["event_id"],
+                )
+            except REFUSALS as exc:
+                form.add_error(None, str(exc))
+            else:
+                names = ", ".join(instance.name for instance in scheduled) or "no instance"
+                self.message_user(
+                    request,
+                    f"Fired {data['trigger_name']!r} into session {session.uid!r}; "
+                    f"it scheduled {names}.",
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(success_url)
+        configuration = TriggerManager(session.uid).get_configuration()
+        known = sorted(
+            {
+                name
+                for directives in configuration.values()
+                for key in ("after", "unless")
+                for name in directives.get(key, [])
+            }
+            | {d["andEvery"] for d in configuration.values() if "andEvery" in d}
+            | set(configuration)
+        )
+        return self._render_form(
+            request,
+            "fire_trigger_form.html",
+            title=f"Fire a trigger into session {session.uid}",
+            form=form,
+            objects=[session],
+            submit_label="Fire",
+            cancel_url=self._url("change", session.pk),
+            action_name=action_name,
+            form_action=form_action,
+            breadcrumb_object=session,
+            session=session,
+            known_triggers=known,
+        )
+
+
+def _directive_rows(directives: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per directive, with how its value is best shown: names, text or JSON."""
+    rows = []
+    for key, value in directives.items():
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            rows.append({"key": key, "names": value})
+        elif isinstance(value, str | int | float | bool):
+            rows.append({"key": key, "text": str(value)})
+        else:
+            rows.append({"key": key, "json": pretty_json(value)})
+    return rows
+
+
+def _error_summary(instance: TaskInstance) -> str:
+    metadata = instance.metadata or {}
+    kind = metadata.get("exception_type")
+    if not kind:
+        return ""
+    message = metadata.get("exception_message")
+    return f"{kind}: {message}" if message else str(kind)
+
+
+# -- instances ------------------------------------------------------------------
+
+
+@admin.register(TaskInstance)
+class TaskInstanceAdmin(OperatorAdmin):
+    list_display = [
+        "name",
+        "session_link",
+        "status_badge",
+        "retries",
+        "log_level_name",
+        "logs_resolved",
+        "status_changed_at",
+        "created",
+    ]
+    list_filter = ["status", LogsFilter, "created"]
+    search_fields = ["name", "session__uid", "celery_task_id"]
+    list_select_related = ["session"]
+    actions = ["replay_instances", "skip_instances", "mark_logs_resolved"]
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "name",
+                    "session_link",
+                    "status_badge",
+                    "run",
+                    "retries",
+                    "parent_link",
+                    "replays_links",
+                    "waiting_for",
+                ]
+            },
+        ),
+        ("Input", {"fields": ["kwargs_display", "with_params_display", "unless_seen"]}),
+        (
+            "Outcome",
+            {
+                "fields": [
+                    "result_display",
+                    "exception_type",
+                    "exception_message",
+                    "traceback",
+                    "exception_context",
+                    "log_level_name",
+                    "logs_resolved",
+                ]
+            },
+        ),
+        (
+            "Timing and Celery",
+            {
+                "fields": [
+                    "timestamps",
+                    "created",
+                    "status_changed_at",
+                    "eta",
+                    "deadline",
+                    "celery_task_id",
+                    "dispatched_at",
+                    "task_result_link",
+                ]
+            },
+        ),
+        ("All metadata", {"fields": ["metadata_display"], "classes": ["collapse"]}),
+    ]
+    readonly_fields = [
+        "session_link",
+        "status_badge",
+        "run",
+        "parent_link",
+        "replays_links",
+        "waiting_for",
+        "kwargs_display",
+        "with_params_display",
+        "unless_seen",
+        "result_display",
+        "exception_type",
+        "exception_message",
+        "traceback",
+        "exception_context",
+        "log_level_name",
+        "logs_resolved",
+        "timestamps",
+        "task_result_link",
+        "metadata_display",
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TaskInstance]:
+        return super().get_queryset(request).select_related("session", "config", "parent")
+
+    # -- columns and fields ------------------------------------------------------------
+
+    @admin.display(description="session", ordering="session__uid")
+    def session_link(self, instance: TaskInstance) -> SafeString:
+        url = self._url("change", instance.session_id, model=TriggerSession)
+        return format_html('<a href="{}">{}</a>', url, instance.session.uid)
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, instance: TaskInstance) -> SafeString:
+        return status_badge(instance.status)
+
+    @admin.display(description="logs resolved", boolean=True)
+    def logs_resolved(self, instance: TaskInstance) -> bool:
+        return instance.logs_resolved
+
+    @admin.display(description="log level", ordering="log_level")
+    def log_level_name(self, instance: TaskInstance) -> str:
+        return instance.log_level_name
+
+    @admin.display(description="runs")
+    def run(self, instance: TaskInstance) -> str:
+        return instance.config.run
+
+    @admin.display(description="replay of")
+    def parent_link(self, instance: TaskInstance) -> SafeString | str:
+        if instance.parent is None:
+            return "-"
+        url = self._url("change", instance.parent_id)
+        return format_html('<a href="{}">{}</a>', url, instance.parent.name)
+
+    @admin.display(description="replayed as")
+    def replays_links(self, instance: TaskInstance) -> SafeString | str:
+        children = instance.replays.order_by("number")
+        if not children:
+            return "-"
+        return format_html_join(
+            ", ",
+            '<a href="{}">{}</a> {}',
+            ((self._url("change", c.pk), c.name, status_badge(c.status)) for c in children),
+        )
+
+    @admin.display(description="waiting for")
+    def waiting_for(self, instance: TaskInstance) -> SafeString | str:
+        if instance.status != TaskInstance.UNSTARTED:
+            return "-"
+        try:
+            waiting = TriggerManager(instance.session.uid).waiting_for(instance.name)
+        except LookupError:
+            return "-"
+        return _waiting_html(waiting, instance)
+
+    @admin.display(description="kwargs per trigger")
+    def kwargs_display(self, instance: TaskInstance) -> SafeString | str:
+        if not instance.kwargs:
+            return "-"
+        return format_html_join(
+            "",
+            '<div class="dt-kwargs"><strong>{}</strong>{}</div>',
+            ((name, json_block(kwargs)) for name, kwargs in instance.kwargs.items()),
+        )
+
+    @admin.display(description="withParams")
+    def with_params_display(self, instance: TaskInstance) -> SafeString | str:
+        return json_block(instance.config.with_params) if instance.config.with_params else "-"
+
+    @admin.display(description="unless triggers seen")
+    def unless_seen(self, instance: TaskInstance) -> SafeString | str:
+        return _names_html(instance.unless_fired, "dt-seen") if instance.unless_fired else "-"
+
+    @admin.display(description="result")
+    def result_display(self, instance: TaskInstance) -> SafeString | str:
+        return "-" if instance.result is None else json_block(instance.result)
+
+    @admin.display(description="exception type")
+    def exception_type(self, instance: TaskInstance) -> str:
+        return instance.metadata.get("exception_type") or "-"
+
+    @admin.display(description="exception message")
+    def exception_message(self, instance: TaskInstance) -> str:
+        return instance.metadata.get("exception_message") or "-"
+
+    @admin.display(description="traceback")
+    def traceback(self, instance: TaskInstance) -> SafeString | str:
+        text = instance.metadata.get("traceback")
+        return format_html('<pre class="dt-traceback">{}</pre>', text) if text else "-"
+
+    @admin.display(description="exception context")
+    def exception_context(self, instance: TaskInstance) -> SafeString | str:
+        context = instance.metadata.get("exception_context")
+        return json_block(context) if context else "-"
+
+    @admin.display(description="timestamps")
+    def timestamps(self, instance: TaskInstance) -> SafeString | str:
+        stamps = instance.metadata.get("timestamps") or {}
+        if not stamps:
+            return "-"
+        return format_html(
+            '<table class="dt-timestamps">{}</table>',
+            format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", stamps.items()),
+        )
+
+    @admin.display(description="Celery task result")
+    def task_result_link(self, instance: TaskInstance) -> SafeString | str:
+        task_result = instance.task_result
+        if task_result is None:
+            return "-"
+        try:
+            url = reverse(
+                "admin:django_celery_results_taskresult_change",
+                args=[task_result.pk],
+                current_app=self.admin_site.name,
+            )
+        except NoReverseMatch:
+            return f"{task_result.task_id} ({task_result.status})"
+        return format_html('<a href="{}">{} ({})</a>', url, task_result.task_id, task_result.status)
+
+    @admin.display(description="metadata")
+    def metadata_display(self, instance: TaskInstance) -> SafeString:
+        return json_block(instance.metadata)
+
+    # -- the instance page -----------------------------------------------------------
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        instance = self.get_object(request, unquote(object_id))
+        if instance is not None:
+            failed = instance.status == TaskInstance.FAILED
+            extra_context = {
+                **(extra_context or {}),
+                "replay_url": (
+                    self._url("replay", instance.pk)
+                    if failed and self.has_replay_permission(request)
+                    else None
+                ),
+                "skip_url": (
+                    self._url("skip", instance.pk)
+                    if failed and self.has_skip_permission(request)
+                    else None
+                ),
+                "resolve_logs_url": (
+                    self._url("resolve_logs", instance.pk)
+                    if not instance.logs_resolved and self.has_resolve_logs_permission(request)
+                    else None
+                ),
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_urls(self) -> list[URLPattern]:
+        info = f"{self.opts.app_label}_{self.opts.model_name}"
+        return [
+            path(
+                "<path:object_id>/replay/",
+                self._wrap(self.replay_view),
+                name=f"{info}_replay",
+            ),
+            path("<path:object_id>/skip/", self._wrap(self.skip_view), name=f"{info}_skip"),
+            path(
+                "<path:object_id>/resolve-logs/",
+                self._wrap(self.resolve_logs_view),
+                name=f"{info}_resolve_logs",
+            ),
+            *super().get_urls(),
+        ]
+
+    # -- permissions -----------------------------------------------------------------
+
+    def has_replay_permission(self, request: HttpRequest) -> bool:
+        return can_replay_instances(request)
+
+    def has_skip_permission(self, request: HttpRequest) -> bool:
+        return can_skip_instances(request)
+
+    def has_resolve_logs_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("django_triggers.resolve_logs_taskinstance")
+
+    # -- actions -----------------------------------------------------------------------
+
+    @admin.action(description="Replay selected failed instances", permissions=["replay"])
+    def replay_instances(
+        self, request: HttpRequest, queryset: QuerySet[TaskInstance]
+    ) -> HttpResponse:
+        return self._replay(
+            request,
+            list(queryset),
+            action_name="replay_instances",
+            success_url=request.get_full_path(),
+        )
+
+    @admin.action(description="Skip selected failed instances", permissions=["skip"])
+    def skip_instances(
+        self, request: HttpRequest, queryset: QuerySet[TaskInstance]
+    ) -> HttpResponse:
+        return self._skip(
+            request,
+            list(queryset),
+            action_name="skip_instances",
+            success_url=request.get_full_path(),
+        )
+
+    @admin.action(
+        description="Mark the logs of selected instances resolved", permissions=["resolve_logs"]
+    )
+    def mark_logs_resolved(self, request: HttpRequest, queryset: QuerySet[TaskInstance]) -> None:
+        self._resolve_logs(request, list(queryset))
+
+    # -- the same, from the instance page -------------------------------------------
+
+    def replay_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if not self.has_replay_permission(request):
+            raise PermissionDenied
+        instance, redirect = self._object_or_redirect(request, object_id)
+        if redirect:
+            return redirect
+        return self._replay(
+            request,
+            [instance],
+            form_action=self._url("replay", instance.pk),
+            success_url=self._url("change", instance.pk),
+        )
+
+    def skip_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if not self.has_skip_permission(request):
+            raise PermissionDenied
+        instance, redirect = self._object_or_redirect(request, object_id)
+        if redirect:
+            return redirect
+        return self._skip(
+            request,
+            [instance],
+            form_action=self._url("skip", instance.pk),
+            success_url=self._url("change", instance.pk),
+        )
+
+    def resolve_logs_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if not self.has_resolve_logs_permission(request):
+            raise PermissionDenied
+        instance, redirect = self._object_or_redirect(request, object_id)
+        if redirect:
+            return redirect
+        url = self._url("change", instance.pk)
+        if request.method == "POST" and "apply" in request.POST:
+            self._resolve_logs(request, [instance])
+            return HttpResponseRedirect(url)
+        return self._render_form(
+            request,
+            "resolve_logs_form.html",
+            title=f"Mark the logs of {instance.name} resolved",
+            form=ConfirmForm(),
+            objects=[instance],
+            submit_label="Mark resolved",
+            cancel_url=url,
+            form_action=self._url("resolve_logs", instance.pk),
+            breadcrumb_object=instance,
+            rows=_instance_rows([instance]),
+        )
+
+    # -- what the actions do ------------------------------------------------------------
+
+    def _replay(
+        self,
+        request: HttpRequest,
+        instances: list[TaskInstance],
+        *,
+        success_url: str,
+        action_name: str | None = None,
+        form_action: str | None = None,
+    ) -> HttpResponse:
+        submitted = request.method == "POST" and "apply" in request.POST
+        form = ReplayForm(request.POST if submitted else None, instances=instances)
+        if submitted and form.is_valid():
+            replacement = form.cleaned_data["replacement_kwargs"]
+            manager_for = _managers()
+            clones = []
+            for instance in instances:
+                try:
+                    clone = manager_for(instance.session.uid).replay_failed_instance(
+                        instance.name, replacement
+                    )
+                except REFUSALS as exc:
+                    self.message_user(request, str(exc), messages.ERROR)
+                else:
+                    clones.append((instance, clone))
+            if clones:
+                done = "; ".join(f"{instance.name} as {clone.name}" for instance, clone in clones)
+                self.message_user(request, f"Replayed {done}.", messages.SUCCESS)
+            if form_action and len(clones) == 1:
+                # From an instance's page, go on to the page of its replay.
+                success_url = self._url("change", clones[0][1].pk)
+            return HttpResponseRedirect(success_url)
+        return self._render_form(
+            request,
+            "replay_form.html",
+            title="Replay failed instances",
+            form=form,
+            objects=instances,
+            submit_label="Replay",
+            cancel_url=self._cancel_url(instances, form_action),
+            action_name=action_name,
+            form_action=form_action,
+            breadcrumb_object=instances[0] if form_action else None,
+            rows=_instance_rows(instances),
+        )
+
+    def _skip(
+        self,
+        request: HttpRequest,
+        instances: list[TaskInstance],
+        *,
+        success_url: str,
+        action_name: str | None = None,
+        form_action: str | None = None,
+    ) -> HttpResponse:
+        submitted = request.method == "POST" and "apply" in request.POST
+        form = SkipForm(request.POST if submitted else None)
+        if submitted and form.is_valid():
+            cascade, result = form.cleaned_data["cascade"], form.cleaned_data["result"]
+            manager_for = _managers()
+            skipped = []
+            for instance in instances:
+                try:
+                    manager_for(instance.session.uid).skip_failed_instance(
+                        instance.name, cascade=cascade, result=result
+                    )
+                except REFUSALS as exc:
+                    self.message_user(request, str(exc), messages.ERROR)
+                else:
+                    skipped.append(instance.name)
+            if skipped:
+                how = " and fired their triggers" if cascade else ""
+                self.message_user(request, f"Skipped {', '.join(skipped)}{how}.", messages.SUCCESS)
+            return HttpResponseRedirect(success_url)
+        return self._render_form(
+            request,
+            "skip_form.html",
+            title="Skip failed instances",
+            form=form,
+            objects=instances,
+            submit_label="Skip",
+            cancel_url=self._cancel_url(instances, form_action),
+            action_name=action_name,
+            form_action=form_action,
+            breadcrumb_object=instances[0] if form_action else None,
+            rows=_instance_rows(instances),
+        )
+
+    def _resolve_logs(self, request: HttpRequest, instances: list[TaskInstance]) -> None:
+        manager_for = _managers()
+        resolved = []
+        for instance in instances:
+            try:
+                manager_for(instance.session.uid).mark_instance_logs_resolved(instance.name)
+            except REFUSALS as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            else:
+                resolved.append(instance.name)
+        if resolved:
+            self.message_user(
+                request, f"Marked the logs of {', '.join(resolved)} resolved.", messages.SUCCESS
+            )
+
+    def _cancel_url(self, instances: list[TaskInstance], form_action: str | None) -> str:
+        if form_action and instances:
+            return self._url("change", instances[0].pk)
+        return self._url("changelist")
+
+
+def _instance_rows(instances: Iterable[TaskInstance]) -> list[dict[str, Any]]:
+    return [
+        {
+            "instance": instance,
+            "error": _error_summary(instance),
+            "kwargs": pretty_json(instance.kwargs),
+            "after": instance.config.after,
+        }
+        for instance in instances
+    ]
+
+
+def _waiting_html(waiting: Mapping[str, list[str]], instance: TaskInstance) -> SafeString:
+    parts = [
+        format_html(
+            "<div>Waiting for: {}</div>",
+            _names_html(waiting["after_missing"], "dt-missing") or "nothing",
+        )
+    ]
+    if waiting["after_fired"]:
+        parts.append(
+            format_html("<div>Has seen: {}</div>", _names_html(waiting["after_fired"], "dt-seen"))
+        )
+    if waiting["unless_fired"] or waiting["unless_missing"]:
+        parts.append(
+            format_html(
+                "<div>Abandoned once all of these fire: {} {}</div>",
+                _names_html(waiting["unless_fired"], "dt-seen"),
+                _names_html(waiting["unless_missing"], "dt-pending"),
+            )
+        )
+    if instance.deadline:
+        parts.append(format_html("<div>Abandoned if still waiting at {}</div>", instance.deadline))
+    return format_html_join("", "{}", ((part,) for part in parts))
+
+
+def _names_html(names: Iterable[str], css_class: str) -> SafeString:
+    return format_html_join(
+        " ", '<code class="dt-trigger {}">{}</code>', ((css_class, name) for name in names)
+    )
+
+
+# -- configuration and fires (read-only lists) ----------------------------------------
+
+
+@admin.register(TaskConfig)
+class TaskConfigAdmin(OperatorAdmin):
+    list_display = ["name", "session", "run", "after_names", "and_every", "unless_names"]
+    search_fields = ["name", "session__uid", "run"]
+    list_select_related = ["session"]
+    actions = None
+
+    @admin.display(description="after")
+    def after_names(self, config: TaskConfig) -> str:
+        return ", ".join(config.after)
+
+    @admin.display(description="unless")
+    def unless_names(self, config: TaskConfig) -> str:
+        return ", ".join(config.unless)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(FiredTrigger)
+class FiredTriggerAdmin(OperatorAdmin):
+    list_display = ["trigger_name", "session", "source", "fired_at", "event_id"]
+    list_filter = ["source", "fired_at"]
+    search_fields = ["trigger_name", "session__uid", "event_id"]
+    list_select_related = ["session"]
+    actions = None
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

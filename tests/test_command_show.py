@@ -1,0 +1,139 @@
+"""The ``triggers_show`` management command."""
+
+import json
+
+import pytest
+
+from django_triggers.models import TriggerSession
+from tests.test_commands import ECHO, database_rows, run_command
+
+FAIL = "tests.Fail"
+
+
+@pytest.fixture
+def session(trigger_manager, triggers):
+    """``t_echo#0`` finished, ``t_fail#0`` failed, ``t_wait#0`` waiting for ``b``
+    (and abandoned once ``c`` and ``d`` have fired; ``c`` has)."""
+    trigger_manager.update_configuration(
+        {
+            "t_echo": {"after": ["a"], "run": ECHO},
+            "t_fail": {"after": ["a"], "run": FAIL},
+            "t_wait": {"after": ["a", "b"], "unless": ["c", "d"], "run": ECHO},
+        }
+    )
+    trigger_manager.fire("a", {"x": 1})
+    triggers.assertInstanceFinished("t_echo#0")
+    triggers.assertInstanceFailed("t_fail#0", ValueError)
+    trigger_manager.fire("c")
+    return trigger_manager
+
+
+def show(manager, *args):
+    stdout, _ = run_command("triggers_show", manager.session_uid, *args)
+    return stdout
+
+
+def test_show_prints_each_task_with_its_directives(session):
+    stdout = show(session)
+
+    assert "  t_wait\n" in stdout
+    assert '    after: ["a", "b"]\n' in stdout
+    assert '    unless: ["c", "d"]\n' in stdout
+    assert f'    run: "{ECHO}"\n' in stdout
+
+
+def test_show_lists_the_fired_triggers_in_order_with_their_source_and_kwargs(session):
+    lines = show(session).splitlines()
+
+    fired = [line for line in lines if line.startswith("  ") and ". 20" in line]
+    assert [line.split()[2:4] for line in fired] == [
+        ["a", "(application)"],
+        ["t_echo", "(cascade)"],
+        ["c", "(application)"],
+    ]
+    assert fired[0].endswith('{"x": 1}')
+
+
+def test_show_lists_every_instance_with_its_status(session):
+    stdout = show(session)
+
+    assert "  t_echo#0  finished\n" in stdout
+    assert "  t_fail#0  failed\n" in stdout
+    assert "  t_wait#0  unstarted\n" in stdout
+
+
+def test_show_says_what_an_unstarted_instance_waits_for(session):
+    stdout = show(session)
+
+    assert "  t_wait#0 waits for: b (has a); abandoned once d fires (already fired: c)\n" in stdout
+
+
+def test_show_lists_failures_with_their_exception_type_message_and_context(session):
+    stdout = show(session)
+
+    failures = stdout[stdout.index("Failures (1)") :]
+    assert "  t_fail#0: builtins.ValueError: the data is wrong\n" in failures
+    assert '    context: {"field": "birthday", "row": 7}\n' in failures
+
+
+def test_show_marks_a_replay_with_the_instance_it_replays(session, triggers):
+    session.replay_failed_instance("t_fail#0")
+    triggers.assertInstanceFailed("t_fail#1", ValueError)
+
+    stdout = show(session)
+
+    assert "  t_fail#0  replayed\n" in stdout
+    assert "  t_fail#1  failed  (replays t_fail#0, retry 1)\n" in stdout
+
+
+def test_show_says_none_for_the_sections_of_an_empty_session(trigger_manager):
+    stdout = show(trigger_manager)
+
+    for section in ("Configuration", "Fired triggers", "Instances", "Waiting", "Failures"):
+        assert f"{section} (0)\n  none\n" in stdout
+
+
+def test_show_shortens_long_kwargs_but_json_shows_them_in_full(trigger_manager):
+    long_text = "x" * 500
+    trigger_manager.fire("a", {"text": long_text})
+
+    plain = show(trigger_manager)
+    data = json.loads(show(trigger_manager, "--json"))
+
+    assert long_text not in plain
+    assert '{"text": "xxx' in plain
+    assert "...\n" in plain
+    assert data["fired_triggers"][0]["kwargs"] == {"text": long_text}
+
+
+def test_show_json_is_the_debug_repr_with_what_unstarted_instances_wait_for(session):
+    data = json.loads(show(session, "--json"))
+
+    expected = session.debug_repr()
+    expected["waiting"] = {
+        "t_wait#0": {
+            "after_fired": ["a"],
+            "after_missing": ["b"],
+            "unless_fired": ["c"],
+            "unless_missing": ["d"],
+        }
+    }
+    assert data == expected
+
+
+def test_show_changes_nothing(session):
+    before = database_rows()
+
+    show(session)
+    show(session, "--json")
+
+    assert database_rows() == before
+
+
+def test_show_reads_a_session_whose_manager_class_cannot_be_imported(session):
+    TriggerSession.objects.filter(uid=session.session_uid).update(manager_class="nowhere.Missing")
+
+    stdout = show(session)
+
+    assert "  manager: nowhere.Missing\n" in stdout
+    assert "  t_fail#0  failed\n" in stdout
