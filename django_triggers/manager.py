@@ -144,38 +144,32 @@ class TriggerManager:
         nothing, if any task is invalid.
         """
         with self._locked():
-            existing = dict(
-                TaskConfig.objects.filter(session=self.session).values_list("name", "after")
+            configs = {config.name: config for config in self.session.configs.all()}
+            specs = parse_configuration(
+                configuration, {name: config.after for name, config in configs.items()}
             )
-            specs = parse_configuration(configuration, existing)
+            new, replaced = [], []
             for spec in specs:
-                config, _ = TaskConfig.objects.update_or_create(
-                    session=self.session,
-                    name=spec.name,
-                    defaults={
-                        "after": spec.after,
-                        "and_every": spec.and_every,
-                        "unless": spec.unless,
-                        "run": spec.run,
-                        "using": spec.using,
-                        "within": spec.within,
-                        "with_params": spec.with_params,
-                        "extras": spec.extras,
-                    },
+                config = configs.get(spec.name) or TaskConfig(session=self.session, name=spec.name)
+                for attribute in _CONFIG_ATTRIBUTES:
+                    setattr(config, attribute, getattr(spec, attribute))
+                (replaced if config.pk else new).append(config)
+            TaskConfig.objects.bulk_create(new)
+            if replaced:
+                TaskConfig.objects.bulk_update(replaced, [*_CONFIG_ATTRIBUTES, "updated"])
+                TaskListener.objects.filter(config__in=replaced).delete()
+            by_name = {config.name: config for config in (*new, *replaced)}
+            TaskListener.objects.bulk_create(
+                TaskListener(
+                    session=self.session, config=by_name[spec.name], trigger_name=name, role=role
                 )
-                config.listeners.all().delete()
-                TaskListener.objects.bulk_create(
-                    [
-                        TaskListener(
-                            session=self.session, config=config, trigger_name=name, role=role
-                        )
-                        for role, names in (
-                            (TaskListener.AFTER, spec.after),
-                            (TaskListener.UNLESS, spec.unless),
-                        )
-                        for name in names
-                    ]
+                for spec in specs
+                for role, names in (
+                    (TaskListener.AFTER, spec.after),
+                    (TaskListener.UNLESS, spec.unless),
                 )
+                for name in names
+            )
 
     def get_configuration(self) -> dict[str, dict[str, Any]]:
         """The session's configuration, as the directives were written."""
@@ -944,6 +938,18 @@ def _stamp(instance: TaskInstance, now: datetime) -> None:
     instance.metadata.setdefault("timestamps", {})["last_modified"] = now.isoformat()
     instance.modified = now
 
+
+#: What a task's configuration sets on its TaskConfig.
+_CONFIG_ATTRIBUTES = [
+    "after",
+    "and_every",
+    "unless",
+    "run",
+    "using",
+    "within",
+    "with_params",
+    "extras",
+]
 
 #: What a change of status writes.
 _STATUS_FIELDS = [
