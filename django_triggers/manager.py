@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -18,11 +17,11 @@ from functools import partial
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Exists, Max, OuterRef, Q, Subquery
+from django.db.models import Exists, Max, OuterRef, Subquery
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from django_triggers import encoding, signals
+from django_triggers import encoding, queries, signals
 from django_triggers.conf import get_setting
 from django_triggers.configuration import parse_configuration
 from django_triggers.exceptions import (
@@ -80,6 +79,11 @@ class TriggerManager:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.session_uid!r}>"
+
+    @property
+    def _db(self) -> str:
+        """The database alias the session lives in."""
+        return self.session._state.db or "default"
 
     @classmethod
     def for_existing_session(cls, session_uid: str) -> TriggerManager:
@@ -140,38 +144,32 @@ class TriggerManager:
         nothing, if any task is invalid.
         """
         with self._locked():
-            existing = dict(
-                TaskConfig.objects.filter(session=self.session).values_list("name", "after")
+            configs = {config.name: config for config in self.session.configs.all()}
+            specs = parse_configuration(
+                configuration, {name: config.after for name, config in configs.items()}
             )
-            specs = parse_configuration(configuration, existing)
+            new, replaced = [], []
             for spec in specs:
-                config, _ = TaskConfig.objects.update_or_create(
-                    session=self.session,
-                    name=spec.name,
-                    defaults={
-                        "after": spec.after,
-                        "and_every": spec.and_every,
-                        "unless": spec.unless,
-                        "run": spec.run,
-                        "using": spec.using,
-                        "within": spec.within,
-                        "with_params": spec.with_params,
-                        "extras": spec.extras,
-                    },
+                config = configs.get(spec.name) or TaskConfig(session=self.session, name=spec.name)
+                for attribute in _CONFIG_ATTRIBUTES:
+                    setattr(config, attribute, getattr(spec, attribute))
+                (replaced if config.pk else new).append(config)
+            TaskConfig.objects.bulk_create(new)
+            if replaced:
+                TaskConfig.objects.bulk_update(replaced, [*_CONFIG_ATTRIBUTES, "updated"])
+                TaskListener.objects.filter(config__in=replaced).delete()
+            by_name = {config.name: config for config in (*new, *replaced)}
+            TaskListener.objects.bulk_create(
+                TaskListener(
+                    session=self.session, config=by_name[spec.name], trigger_name=name, role=role
                 )
-                config.listeners.all().delete()
-                TaskListener.objects.bulk_create(
-                    [
-                        TaskListener(
-                            session=self.session, config=config, trigger_name=name, role=role
-                        )
-                        for role, names in (
-                            (TaskListener.AFTER, spec.after),
-                            (TaskListener.UNLESS, spec.unless),
-                        )
-                        for name in names
-                    ]
+                for spec in specs
+                for role, names in (
+                    (TaskListener.AFTER, spec.after),
+                    (TaskListener.UNLESS, spec.unless),
                 )
+                for name in names
+            )
 
     def get_configuration(self) -> dict[str, dict[str, Any]]:
         """The session's configuration, as the directives were written."""
@@ -203,13 +201,7 @@ class TriggerManager:
             raise ValueError(f"unknown fire source {source!r}")
         if event_id is not None and (not isinstance(event_id, str) or not 0 < len(event_id) <= 255):
             raise ValueError(f"an event id is a string of 1 to 255 characters, not {event_id!r}")
-        with self._locked(record_manager=True):
-            if event_id is not None:
-                earlier = FiredTrigger.objects.filter(
-                    session=self.session, event_id=event_id
-                ).first()
-                if earlier is not None:
-                    return self._repeated_fire(earlier, trigger_name, kwargs)
+        with transaction.atomic(using=self._db):
             return self._apply_fire(trigger_name, kwargs, source, event_id=event_id)
 
     def _repeated_fire(
@@ -246,32 +238,27 @@ class TriggerManager:
         *,
         event_id: str | None = None,
     ) -> list[TaskInstance]:
-        now = timezone.now()
-        configs = list(
-            TaskConfig.objects.filter(
-                id__in=Subquery(
-                    TaskListener.objects.filter(
-                        session=self.session, trigger_name=trigger_name
-                    ).values("config_id")
-                )
+        queries.lock_session(self._db, self.session.pk)
+        state = queries.read_for_fire(self._db, self.session.pk, trigger_name)
+        if state.manager_class != self.class_path():
+            TriggerSession.objects.filter(pk=self.session.pk).update(
+                manager_class=self.class_path()
             )
-        )
-        open_instances: dict[int, list[TaskInstance]] = defaultdict(list)
-        if configs:
-            for instance in TaskInstance.objects.filter(
-                config__in=configs, status=UNSTARTED
-            ).order_by("number"):
-                open_instances[instance.config_id].append(instance)
+        if event_id is not None:
+            earlier = FiredTrigger.objects.filter(session=self.session, event_id=event_id).first()
+            if earlier is not None:
+                return self._repeated_fire(earlier, trigger_name, kwargs)
 
+        now = timezone.now()
         touched: list[TaskInstance] = []
         needs_new: list[TaskConfig] = []
-        for config in configs:
-            if config.instance_count == 0:
+        for config in state.configs:
+            open_instances = state.open_instances[config.id]
+            if state.next_numbers[config.id] == 0:
                 needs_new.append(config)
                 continue
             taken = False
-            for instance in open_instances[config.id]:
-                instance.config = config
+            for instance in open_instances:
                 applied_after, applied_unless = _apply_trigger(
                     instance, config, trigger_name, kwargs
                 )
@@ -283,12 +270,12 @@ class TriggerManager:
 
         created: list[TaskInstance] = []
         if needs_new:
-            wanted = {name for config in needs_new for name in (*config.after, *config.unless)}
-            wanted.discard(trigger_name)
-            latest = self._latest_kwargs_of(wanted) if wanted else {}
+            latest = dict(state.latest_kwargs)
+            latest.pop(trigger_name, None)
             for config in needs_new:
                 instance = self._new_instance(
                     config,
+                    number=state.next_numbers[config.id],
                     status=UNSTARTED,
                     kwargs={name: latest[name] for name in config.after if name in latest},
                     unless_fired=[name for name in config.unless if name in latest],
@@ -308,20 +295,17 @@ class TriggerManager:
             else:
                 _stamp(instance, now)
 
-        if created:
-            TaskInstance.objects.bulk_create(created)
-            TaskConfig.objects.bulk_update(needs_new, ["instance_count"])
-        if touched:
-            TaskInstance.objects.bulk_update(touched, _STATUS_FIELDS)
-        fired = FiredTrigger.objects.create(
+        fired = FiredTrigger(
             session=self.session,
             trigger_name=trigger_name,
             kwargs=kwargs,
             source=source,
             event_id=event_id or "",
             scheduled_instances=[instance.name for instance in scheduled],
+            fired_at=now,
         )
-        transaction.on_commit(partial(self._after_fire_commit, fired, scheduled))
+        queries.write_fire(self._db, created, touched, fired)
+        transaction.on_commit(partial(self._after_fire_commit, fired, scheduled), using=self._db)
         return scheduled
 
     def _after_fire_commit(self, fired: FiredTrigger, scheduled: list[TaskInstance]) -> None:
@@ -340,6 +324,7 @@ class TriggerManager:
         self,
         config: TaskConfig,
         *,
+        number: int,
         status: str,
         kwargs: dict[str, Any],
         unless_fired: list[str],
@@ -347,9 +332,7 @@ class TriggerManager:
         parent: TaskInstance | None = None,
         eta: datetime | None = None,
     ) -> TaskInstance:
-        """Build (unsaved) the next numbered instance of ``config``; bumps its counter."""
-        number = config.instance_count
-        config.instance_count += 1
+        """Build (unsaved) instance ``number`` of ``config``."""
         iso = now.isoformat()
         deadline = None
         if config.within is not None and status == UNSTARTED:
@@ -427,9 +410,7 @@ class TriggerManager:
             else:
                 dispatched.append(instance.pk)
         if dispatched:
-            TaskInstance.objects.filter(pk__in=dispatched, dispatched_at__isnull=True).update(
-                dispatched_at=timezone.now()
-            )
+            queries.mark_dispatched(self._db, dispatched, timezone.now())
 
     def _note_dispatch_error(self, instance: TaskInstance, exc: Exception) -> None:
         try:
@@ -508,6 +489,7 @@ class TriggerManager:
         config = failed.config
         clone = self._new_instance(
             config,
+            number=_next_number(config),
             status=SCHEDULED,
             kwargs=kwargs,
             unless_fired=list(failed.unless_fired),
@@ -516,7 +498,6 @@ class TriggerManager:
             eta=now + timedelta(seconds=cooldown) if cooldown else None,
         )
         clone.save(force_insert=True)
-        config.save(update_fields=["instance_count"])
         transaction.on_commit(partial(self._after_replay_commit, clone))
         return clone
 
@@ -648,7 +629,7 @@ class TriggerManager:
         )
         return list(
             TaskConfig.objects.filter(session=self.session).filter(
-                Q(instance_count=0) | Exists(unresolved)
+                ~Exists(TaskInstance.objects.filter(config=OuterRef("pk"))) | Exists(unresolved)
             )
         )
 
@@ -947,10 +928,28 @@ def _apply_trigger(
     return applied_after, applied_unless
 
 
+def _next_number(config: TaskConfig) -> int:
+    """The number the next instance of ``config`` takes (call under the session's lock)."""
+    highest = config.instances.aggregate(highest=Max("number"))["highest"]
+    return 0 if highest is None else highest + 1
+
+
 def _stamp(instance: TaskInstance, now: datetime) -> None:
     instance.metadata.setdefault("timestamps", {})["last_modified"] = now.isoformat()
     instance.modified = now
 
+
+#: What a task's configuration sets on its TaskConfig.
+_CONFIG_ATTRIBUTES = [
+    "after",
+    "and_every",
+    "unless",
+    "run",
+    "using",
+    "within",
+    "with_params",
+    "extras",
+]
 
 #: What a change of status writes.
 _STATUS_FIELDS = [

@@ -46,8 +46,6 @@ class TaskConfig(models.Model):
     within = models.FloatField(null=True, blank=True)
     #: Directives this app does not know, kept for custom managers.
     extras = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
-    #: How many instances were ever created; the next instance's number.
-    instance_count = models.PositiveIntegerField(default=0)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

@@ -93,6 +93,9 @@ if os.environ.get("TRIGGERS_DB", "sqlite") == "postgres":
             "PORT": os.environ.get("TRIGGERS_PG_PORT", "5432"),
             "USER": os.environ.get("TRIGGERS_PG_USER", "postgres"),
             "PASSWORD": os.environ.get("TRIGGERS_PG_PASSWORD", ""),
+            # Bind parameters on the server, so that psycopg prepares the
+            # statements a fire repeats and PostgreSQL plans them once.
+            "OPTIONS": {"server_side_binding": True},
         }
     }
 else:

@@ -1,0 +1,341 @@
+"""The statements of a fire, written by hand because a fire is the hot path.
+
+Every web request that fires a trigger pays for these, so they are few and
+cheap: one read that locks the session and fetches just the tasks listening
+to the trigger (with their open instances and next instance numbers), then
+plain parameterised writes. Values go through each field's own
+``get_db_prep_save``, so what is stored is exactly what the ORM would store,
+on any database Django supports.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Model
+
+from django_triggers.models import (
+    FiredTrigger,
+    TaskConfig,
+    TaskInstance,
+    TaskListener,
+    TriggerSession,
+)
+
+#: Columns of the configurations a fire needs.
+CONFIG_FIELDS = ("id", "name", "after", "and_every", "unless", "run", "using", "within")
+#: Columns of the open instances a fire needs (others load on access).
+INSTANCE_FIELDS = (
+    "id",
+    "name",
+    "task_name",
+    "number",
+    "status",
+    "kwargs",
+    "unless_fired",
+    "metadata",
+    "celery_task_id",
+)
+#: What applying a fire changes on an existing instance.
+INSTANCE_UPDATE_FIELDS = (
+    "kwargs",
+    "unless_fired",
+    "status",
+    "status_changed_at",
+    "celery_task_id",
+    "metadata",
+    "modified",
+)
+
+
+@dataclass
+class FireState:
+    """What a fire reads, under the session's lock."""
+
+    manager_class: str
+    configs: list[TaskConfig] = field(default_factory=list)
+    #: Unstarted instances of each config, by number.
+    open_instances: dict[int, list[TaskInstance]] = field(default_factory=lambda: defaultdict(list))
+    #: The number the next instance of each config takes.
+    next_numbers: dict[int, int] = field(default_factory=dict)
+    #: Latest kwargs of every trigger the listening configs name, among those fired.
+    latest_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def lock_session(using: str, session_id: int) -> None:
+    """Take the session row's lock, in a statement of its own.
+
+    The reads that follow must be separate statements: under READ COMMITTED a
+    statement that waited for the lock still sees the database as it was when
+    it started, without what the previous holder committed meanwhile. Where
+    the database has no row locks (SQLite), the transaction already holds the
+    database's write lock and there is nothing to do.
+    """
+    connection = connections[using]
+    if connection.features.has_select_for_update:
+        with connection.cursor() as cursor:
+            cursor.execute(_cached("lock", connection, _build_lock_sql), [session_id])
+
+
+def read_for_fire(using: str, session_id: int, trigger_name: str) -> FireState:
+    """The configs listening to the trigger, their open instances and the latest kwargs."""
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _cached("read", connection, _build_read_sql),
+            [trigger_name, session_id, session_id, session_id, trigger_name],
+        )
+        rows = cursor.fetchall()
+    state = FireState(manager_class="")
+    seen_configs: dict[int, TaskConfig] = {}
+    seen_instances: set[int] = set()
+    width = len(CONFIG_FIELDS)
+    for row in rows:
+        if row[0] == "k":
+            if row[-1] is not None:  # None: never fired
+                state.latest_kwargs[row[-2]] = _json(row[-1])
+            continue
+        state.manager_class = row[1]
+        config_values = row[2 : 2 + width]
+        if config_values[0] is None:
+            continue
+        config = seen_configs.get(config_values[0])
+        if config is None:
+            config = _from_db(TaskConfig, using, CONFIG_FIELDS, config_values)
+            config.session_id = session_id
+            seen_configs[config.id] = config
+            state.configs.append(config)
+            max_number = row[2 + width]
+            state.next_numbers[config.id] = 0 if max_number is None else max_number + 1
+        instance_values = row[3 + width : -2]
+        if instance_values[0] is not None and instance_values[0] not in seen_instances:
+            seen_instances.add(instance_values[0])
+            instance = _from_db(TaskInstance, using, INSTANCE_FIELDS, instance_values)
+            instance.session_id = session_id
+            instance.config_id = config.id
+            instance.config = config
+            state.open_instances[config.id].append(instance)
+    return state
+
+
+def write_fire(
+    using: str,
+    created: Sequence[TaskInstance],
+    touched: Sequence[TaskInstance],
+    fired: FiredTrigger,
+) -> None:
+    """Store what a fire changed: new instances, updated ones, and the fire itself."""
+    connection = connections[using]
+    if connection.features.can_return_rows_from_bulk_insert and connection.vendor == "postgresql":
+        _write_fire_in_one_statement(connection, created, touched, fired)
+        return
+    if created:
+        insert(using, created)
+    if touched:
+        update_instances(using, touched)
+    insert(using, [fired])
+
+
+def mark_dispatched(using: str, instance_ids: Sequence[int], when: datetime) -> None:
+    """Note when a runner accepted these instances (unless already noted)."""
+    connection = connections[using]
+    meta = TaskInstance._meta
+    quote = connection.ops.quote_name
+    column = quote(meta.get_field("dispatched_at").column)
+    value = meta.get_field("dispatched_at").get_db_prep_save(when, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {quote(meta.db_table)} SET {column} = %s "
+            f"WHERE {quote(meta.pk.column)} IN ({', '.join(['%s'] * len(instance_ids))}) "
+            f"AND {column} IS NULL",
+            [value, *instance_ids],
+        )
+
+
+def _write_fire_in_one_statement(
+    connection: BaseDatabaseWrapper,
+    created: Sequence[TaskInstance],
+    touched: Sequence[TaskInstance],
+    fired: FiredTrigger,
+) -> None:
+    """PostgreSQL: every write of the fire in one statement of data-modifying CTEs."""
+    quote = connection.ops.quote_name
+    parts: list[str] = []
+    params: list[Any] = []
+    if created:
+        sql, values = _insert_sql(connection, created)
+        parts.append(f"new_instances AS ({sql} RETURNING {quote('id')}, {quote('name')})")
+        params += values
+    meta = TaskInstance._meta
+    update_fields = [meta.get_field(name) for name in INSTANCE_UPDATE_FIELDS]
+    for index, instance in enumerate(touched):
+        parts.append(f"updated_{index} AS ({_cached('update', connection, _build_update_sql)})")
+        params += [
+            f.get_db_prep_save(getattr(instance, f.attname), connection) for f in update_fields
+        ]
+        params.append(instance.pk)
+    sql, values = _insert_sql(connection, [fired])
+    params += values
+    if created:
+        returned = "(SELECT json_agg(json_build_array(id, name)) FROM new_instances)"
+        statement = f"WITH {', '.join(parts)} {sql} RETURNING {returned}"
+    else:
+        statement = (f"WITH {', '.join(parts)} " if parts else "") + f"{sql} RETURNING NULL"
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        (new_ids,) = cursor.fetchone()
+    if created:
+        ids = dict((name, pk) for pk, name in _json(new_ids))
+        for instance in created:
+            instance.pk = ids[instance.name]
+    for obj in (*created, fired):
+        obj._state.adding = False
+        obj._state.db = connection.alias
+
+
+def update_instances(using: str, instances: Sequence[TaskInstance]) -> None:
+    connection = connections[using]
+    fields = [TaskInstance._meta.get_field(name) for name in INSTANCE_UPDATE_FIELDS]
+    params = [
+        [f.get_db_prep_save(getattr(instance, f.attname), connection) for f in fields]
+        + [instance.pk]
+        for instance in instances
+    ]
+    with connection.cursor() as cursor:
+        sql = _cached("update", connection, _build_update_sql)
+        if len(params) == 1:
+            cursor.execute(sql, params[0])
+        else:
+            cursor.executemany(sql, params)
+
+
+def insert(using: str, objects: Iterable[Model]) -> None:
+    """Insert new rows of one model in one statement, setting their primary keys."""
+    objects = list(objects)
+    connection = connections[using]
+    sql, params = _insert_sql(connection, objects)
+    meta = type(objects[0])._meta
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} RETURNING {connection.ops.quote_name(meta.pk.column)}", params)
+        for obj, (pk,) in zip(objects, cursor.fetchall(), strict=True):
+            obj.pk = pk
+    for obj in objects:
+        obj._state.adding = False
+        obj._state.db = using
+
+
+def _insert_sql(connection: BaseDatabaseWrapper, objects: Sequence[Model]) -> tuple[str, list[Any]]:
+    model = type(objects[0])
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    quote = connection.ops.quote_name
+    row = f"({', '.join(['%s'] * len(fields))})"
+    sql = (
+        f"INSERT INTO {quote(model._meta.db_table)} "
+        f"({', '.join(quote(f.column) for f in fields)}) "
+        f"VALUES {', '.join([row] * len(objects))}"
+    )
+    params = []
+    for obj in objects:
+        for f in fields:
+            value = f.pre_save(obj, add=True)
+            setattr(obj, f.attname, value)
+            params.append(f.get_db_prep_save(value, connection))
+    return sql, params
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _from_db(model: type[Model], using: str, names: Sequence[str], values: Sequence[Any]) -> Any:
+    """A model instance from raw column values, converted as the ORM would."""
+    converted = []
+    for name, value in zip(names, values, strict=True):
+        model_field = model._meta.get_field(name)
+        if value is not None and model_field.get_internal_type() == "JSONField":
+            value = _json(value)
+        converted.append(value)
+    return model.from_db(using, list(names), converted)
+
+
+_sql_cache: dict[tuple[str, str], str] = {}
+
+
+def _cached(name: str, connection: BaseDatabaseWrapper, build: Any) -> str:
+    key = (name, connection.vendor)
+    if key not in _sql_cache:
+        _sql_cache[key] = build(connection)
+    return _sql_cache[key]
+
+
+def _build_lock_sql(connection: BaseDatabaseWrapper) -> str:
+    quote = connection.ops.quote_name
+    meta = TriggerSession._meta
+    return (
+        f"SELECT {quote(meta.pk.column)} FROM {quote(meta.db_table)} "
+        f"WHERE {quote(meta.pk.column)} = %s FOR UPDATE"
+    )
+
+
+def _build_read_sql(connection: BaseDatabaseWrapper) -> str:
+    quote = connection.ops.quote_name
+
+    def table(model: type[Model]) -> str:
+        return quote(model._meta.db_table)
+
+    def col(alias: str, model: type[Model], name: str) -> str:
+        return f"{alias}.{quote(model._meta.get_field(name).column)}"
+
+    config_columns = ", ".join(col("c", TaskConfig, name) for name in CONFIG_FIELDS)
+    instance_columns = ", ".join(col("i", TaskInstance, name) for name in INSTANCE_FIELDS)
+    blanks = ", ".join(["NULL"] * (2 + len(CONFIG_FIELDS) + len(INSTANCE_FIELDS)))
+    listening = (
+        f"SELECT {col('l', TaskListener, 'config')} FROM {table(TaskListener)} l "
+        f"WHERE {col('l', TaskListener, 'session')} = %s "
+        f"AND {col('l', TaskListener, 'trigger_name')} = %s"
+    )
+    return (
+        # The listening configs, their open instances and next numbers...
+        f"SELECT 'c', {col('s', TriggerSession, 'manager_class')}, {config_columns}, "
+        f"(SELECT MAX({col('n', TaskInstance, 'number')}) FROM {table(TaskInstance)} n "
+        f"WHERE {col('n', TaskInstance, 'config')} = {col('c', TaskConfig, 'id')}), "
+        f"{instance_columns}, NULL, NULL "
+        f"FROM {table(TriggerSession)} s "
+        f"LEFT JOIN {table(TaskListener)} l ON {col('l', TaskListener, 'session')} = "
+        f"{col('s', TriggerSession, 'id')} AND {col('l', TaskListener, 'trigger_name')} = %s "
+        f"LEFT JOIN {table(TaskConfig)} c ON {col('c', TaskConfig, 'id')} = "
+        f"{col('l', TaskListener, 'config')} "
+        f"LEFT JOIN {table(TaskInstance)} i ON {col('i', TaskInstance, 'config')} = "
+        f"{col('c', TaskConfig, 'id')} AND {col('i', TaskInstance, 'status')} = "
+        f"'{TaskInstance.UNSTARTED}' "
+        f"WHERE {col('s', TriggerSession, 'id')} = %s "
+        # ... and the latest kwargs of every trigger those configs name: one
+        # probe of the (session, trigger_name, id) index each, however long
+        # the session's history.
+        f"UNION ALL "
+        f"SELECT 'k', {blanks}, t.name, "
+        f"(SELECT {col('f', FiredTrigger, 'kwargs')} FROM {table(FiredTrigger)} f "
+        f"WHERE {col('f', FiredTrigger, 'session')} = %s "
+        f"AND {col('f', FiredTrigger, 'trigger_name')} = t.name "
+        f"ORDER BY {col('f', FiredTrigger, 'id')} DESC LIMIT 1) "
+        f"FROM (SELECT DISTINCT {col('m', TaskListener, 'trigger_name')} AS name "
+        f"FROM {table(TaskListener)} m "
+        f"WHERE {col('m', TaskListener, 'config')} IN ({listening})) t "
+        f"ORDER BY 1, 3, {4 + len(CONFIG_FIELDS) + INSTANCE_FIELDS.index('number')}"
+    )
+
+
+def _build_update_sql(connection: BaseDatabaseWrapper) -> str:
+    quote = connection.ops.quote_name
+    meta = TaskInstance._meta
+    assignments = ", ".join(
+        f"{quote(meta.get_field(name).column)} = %s" for name in INSTANCE_UPDATE_FIELDS
+    )
+    return f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"
