@@ -51,8 +51,7 @@ def session_manager(session_uid: str) -> TriggerManager:
     Using the application's own class runs its hooks, and keeps the session
     recorded as managed by it (workers rebuild that class for cascades).
     """
-    manager_class = TriggerManager.class_for_session(session_uid)
-    return manager_class.for_existing_session(session_uid)
+    return TriggerManager.for_existing_session(session_uid)
 
 
 def pretty_json(value: Any) -> str:
@@ -536,9 +535,9 @@ class TriggerSessionAdmin(OperatorAdmin):
                 "after_missing": [name for name in config.after if name not in fired_names],
                 "after_fired": [name for name in config.after if name in fired_names],
             }
-            for config in TaskConfig.objects.filter(session=session, instance_count=0).order_by(
-                "name"
-            )
+            for config in TaskConfig.objects.filter(session=session, instances__isnull=True)
+            .distinct()
+            .order_by("name")
         ]
         return {
             "attention": {

@@ -85,16 +85,16 @@ class TriggerManager:
         """The database alias the session lives in."""
         return self.session._state.db or "default"
 
-    @classmethod
-    def for_existing_session(cls, session_uid: str) -> TriggerManager:
-        """A manager of a session that must already exist (``SessionNotFound`` otherwise).
+    @staticmethod
+    def for_existing_session(session_uid: str) -> TriggerManager:
+        """A manager of an existing session, of the class recorded on it.
 
-        For tools acting on sessions by uid (the admin, management commands),
-        where a mistyped uid must not create an empty session.
+        For tools acting on sessions by uid (the admin, management commands,
+        recovery, workers): a mistyped uid raises ``SessionNotFound`` instead
+        of creating an empty session, and the application's own manager class
+        runs its hooks and stays recorded as the session's.
         """
-        if not TriggerSession.objects.filter(uid=session_uid).exists():
-            raise SessionNotFound(f"no trigger session has the uid {session_uid!r}")
-        return cls(session_uid)
+        return TriggerManager.class_for_session(session_uid)(session_uid)
 
     @classmethod
     def class_path(cls) -> str:
@@ -108,6 +108,8 @@ class TriggerManager:
             .values_list("manager_class", flat=True)
             .first()
         )
+        if path is None:
+            raise SessionNotFound(f"no trigger session has the uid {session_uid!r}")
         if not path:
             return TriggerManager
         try:

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from django_triggers.exceptions import ManagerClassError
+from django_triggers.exceptions import ManagerClassError, SessionNotFound
 from django_triggers.manager import TriggerManager
 from django_triggers.models import TaskInstance
 
@@ -89,7 +89,7 @@ def recover(
         if session_uid not in managers:
             if len(managers) >= batch_size:
                 managers.clear()
-            managers[session_uid] = TriggerManager.class_for_session(session_uid)(session_uid)
+            managers[session_uid] = TriggerManager.for_existing_session(session_uid)
         return managers[session_uid]
 
     def sweep(
@@ -104,7 +104,7 @@ def recover(
             try:
                 if act is None or act(manager_for(session_uid), instance_name):
                     found.append((session_uid, instance_name))
-            except ManagerClassError as exc:
+            except (ManagerClassError, SessionNotFound) as exc:
                 report.errors.append((session_uid, instance_name, str(exc)))
             if progress and examined % batch_size == 0:
                 progress(f"{label}: {examined} examined so far")

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from celery import Task, current_app
 
 from django_triggers import encoding
-from django_triggers.exceptions import ManagerClassError, with_context
+from django_triggers.exceptions import ManagerClassError, SessionNotFound, with_context
 
 if TYPE_CHECKING:
     from django_triggers.manager import TriggerManager
@@ -204,6 +204,13 @@ class TriggerTask(Task):  # type: ignore[misc]
 
         try:
             manager_class = TriggerManager.class_for_session(session_uid)
+        except SessionNotFound:
+            logger.warning(
+                "Session %s of task instance %s no longer exists: nothing to run",
+                session_uid,
+                instance_name,
+            )
+            return None
         except ManagerClassError as exc:
             manager = TriggerManager(session_uid)
             if manager._start_instance(instance_name) is not None:

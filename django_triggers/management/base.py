@@ -42,18 +42,17 @@ def get_manager(
     when that class cannot be imported here (``read_only``).
     """
     try:
-        manager_class = TriggerManager.class_for_session(session_uid)
-    except ManagerClassError as exc:
-        if not read_only:
-            raise CommandError(str(exc)) from None
-        manager_class = TriggerManager
-    try:
-        if create:
-            return manager_class(session_uid)
-        return manager_class.for_existing_session(session_uid)
-    except SessionNotFound as exc:
-        hint = " (use --create to create it)" if offer_create else ""
-        raise CommandError(f"{exc}{hint}") from None
+        try:
+            return TriggerManager.for_existing_session(session_uid)
+        except ManagerClassError as exc:
+            if not read_only:
+                raise CommandError(str(exc)) from None
+            return TriggerManager(session_uid)
+        except SessionNotFound as exc:
+            if create:
+                return TriggerManager(session_uid)
+            hint = " (use --create to create it)" if offer_create else ""
+            raise CommandError(f"{exc}{hint}") from None
     except ValueError as exc:
         raise CommandError(str(exc)) from None
 
