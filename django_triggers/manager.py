@@ -203,7 +203,7 @@ class TriggerManager:
             raise ValueError(f"unknown fire source {source!r}")
         if event_id is not None and (not isinstance(event_id, str) or not 0 < len(event_id) <= 255):
             raise ValueError(f"an event id is a string of 1 to 255 characters, not {event_id!r}")
-        with transaction.atomic(using=self._db):
+        with self._locked():
             return self._apply_fire(trigger_name, kwargs, source, event_id=event_id)
 
     def _repeated_fire(
@@ -240,12 +240,8 @@ class TriggerManager:
         *,
         event_id: str | None = None,
     ) -> list[TaskInstance]:
-        queries.lock_session(self._db, self.session.pk)
         state = queries.read_for_fire(self._db, self.session.pk, trigger_name)
-        if state.manager_class != self.class_path():
-            TriggerSession.objects.filter(pk=self.session.pk).update(
-                manager_class=self.class_path()
-            )
+        self._record_manager_class(state.manager_class)
         if event_id is not None:
             earlier = FiredTrigger.objects.filter(session=self.session, event_id=event_id).first()
             if earlier is not None:
@@ -540,7 +536,7 @@ class TriggerManager:
         result: Mapping[str, Any] | None = None,
     ) -> TaskInstance:
         """Mark a failed instance ``skipped``; with ``cascade``, fire its name with ``result``."""
-        with self._locked(record_manager=cascade):
+        with self._locked():
             failed = self._lock_instance(instance)
             _require_status(failed, FAILED, "skip")
             cascade_kwargs = self._encode_kwargs(failed.task_name, result)
@@ -570,7 +566,7 @@ class TriggerManager:
             known = ", ".join(sorted(TaskInstance.STATUSES))
             raise ValueError(f"unknown status {status!r}; expected one of {known}")
         extra = self._encode_metadata(metadata)
-        with self._locked(record_manager=cascade):
+        with self._locked():
             target = self._lock_instance(instance)
             kwargs = self._encode_kwargs(target.task_name, cascade_kwargs) if cascade else {}
             target.metadata.update(extra)
@@ -720,8 +716,11 @@ class TriggerManager:
     # Called by TriggerTask; not part of the public API.
 
     def _start_instance(self, instance_name: str) -> TaskInstance | None:
-        """Move ``scheduled -> running``; ``None`` if the instance is not scheduled."""
-        with self._locked():
+        """Move ``scheduled -> running``; ``None`` if the instance is not scheduled.
+
+        The instance's row lock is enough: fires only change unstarted instances.
+        """
+        with transaction.atomic(using=self._db):
             instance = self._lock_instance(instance_name)
             if instance.status != SCHEDULED:
                 logger.warning(
@@ -733,7 +732,7 @@ class TriggerManager:
                 )
                 return None
             self._set_status(instance, RUNNING, timezone.now())
-            instance.save(update_fields=_STATUS_FIELDS)
+            queries.update_instances(self._db, [instance])
             return instance
 
     def _lock_running(self, instance: InstanceRef, outcome: str) -> TaskInstance | None:
@@ -757,13 +756,13 @@ class TriggerManager:
         return target
 
     def _finish_instance(self, instance: TaskInstance, result: dict[str, Any]) -> None:
-        with self._locked(record_manager=True):
+        with self._locked():
             running = self._lock_running(instance, "finished")
             if running is None:
                 return
             running.result = result
             self._set_status(running, FINISHED, timezone.now())
-            running.save(update_fields=[*_STATUS_FIELDS, "result"])
+            queries.update_instances(self._db, [running], [*_STATUS_FIELDS, "result"])
             self._apply_fire(running.task_name, result, FiredTrigger.CASCADE)
 
     def _fail_instance(
@@ -825,7 +824,7 @@ class TriggerManager:
 
     def _expire_instance(self, instance_name: str, now: datetime) -> bool:
         """Abandon an instance whose deadline passed, and fire ``<task>.timeout``."""
-        with self._locked(record_manager=True):
+        with self._locked():
             instance = self._lock_instance(instance_name)
             if instance.status != UNSTARTED or not instance.deadline or instance.deadline > now:
                 return False
@@ -881,28 +880,35 @@ class TriggerManager:
     # -- internals -----------------------------------------------------------------
 
     @contextmanager
-    def _locked(self, *, record_manager: bool = False) -> Iterator[TriggerSession]:
-        """A transaction holding the session row's lock (SQLite: the database's write lock)."""
-        with transaction.atomic():
-            session = TriggerSession.objects.select_for_update().get(pk=self.session.pk)
-            if record_manager and session.manager_class != self.class_path():
-                session.manager_class = self.class_path()
-                session.save(update_fields=["manager_class"])
-            self.session = session
-            yield session
+    def _locked(self, *, record_manager: bool = False) -> Iterator[None]:
+        """A transaction holding the session row's lock (SQLite: the database's write lock).
+
+        With ``record_manager``, this manager's class becomes the session's:
+        the one workers rebuild to run what it schedules.
+        """
+        with transaction.atomic(using=self._db):
+            queries.lock_session(self._db, self.session.pk)
+            if record_manager:
+                self._record_manager_class(None)
+            yield
+
+    def _record_manager_class(self, recorded: str | None) -> None:
+        """Make this manager's class the session's (``recorded``: the current one, if read)."""
+        path = self.class_path()
+        if recorded != path:
+            TriggerSession.objects.filter(pk=self.session.pk).exclude(manager_class=path).update(
+                manager_class=path
+            )
+            self.session.manager_class = path
 
     def _lock_instance(self, instance: InstanceRef) -> TaskInstance:
         name = self._instance_name(instance)
-        try:
-            return (
-                TaskInstance.objects.select_for_update()
-                .select_related("config")
-                .get(session=self.session, name=name)
-            )
-        except TaskInstance.DoesNotExist:
+        locked = queries.lock_instance(self._db, self.session.pk, name)
+        if locked is None:
             raise InstanceNotFound(
                 f"no task instance named {name!r} in session {self.session_uid!r}"
-            ) from None
+            )
+        return locked
 
     def _instance_name(self, instance: InstanceRef) -> str:
         if isinstance(instance, TaskInstance):
@@ -954,15 +960,7 @@ _CONFIG_ATTRIBUTES = [
 ]
 
 #: What a change of status writes.
-_STATUS_FIELDS = [
-    "kwargs",
-    "unless_fired",
-    "status",
-    "status_changed_at",
-    "celery_task_id",
-    "metadata",
-    "modified",
-]
+_STATUS_FIELDS = list(queries.INSTANCE_UPDATE_FIELDS)
 
 _PAST = {"replay": "replayed", "skip": "skipped"}
 

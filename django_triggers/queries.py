@@ -15,11 +15,13 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
+from django.db.models.expressions import Col
 
 from django_triggers.models import (
     FiredTrigger,
@@ -125,6 +127,23 @@ def read_for_fire(using: str, session_id: int, trigger_name: str) -> FireState:
     return state
 
 
+def lock_instance(using: str, session_id: int, name: str) -> TaskInstance | None:
+    """The session's instance ``name`` with its config, its row locked; ``None`` if absent."""
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _cached("lock_instance", connection, _build_lock_instance_sql), [session_id, name]
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    instance_names = [f.attname for f in TaskInstance._meta.concrete_fields]
+    config_names = [f.attname for f in TaskConfig._meta.concrete_fields]
+    instance = _from_db(TaskInstance, using, instance_names, row[: len(instance_names)])
+    instance.config = _from_db(TaskConfig, using, config_names, row[len(instance_names) :])
+    return instance
+
+
 def write_fire(
     using: str,
     created: Sequence[TaskInstance],
@@ -176,7 +195,8 @@ def _write_fire_in_one_statement(
     meta = TaskInstance._meta
     update_fields = [meta.get_field(name) for name in INSTANCE_UPDATE_FIELDS]
     for index, instance in enumerate(touched):
-        parts.append(f"updated_{index} AS ({_cached('update', connection, _build_update_sql)})")
+        update_sql = _cached("update", connection, _build_update_sql)
+        parts.append(f"updated_{index} AS ({update_sql})")
         params += [
             f.get_db_prep_save(getattr(instance, f.attname), connection) for f in update_fields
         ]
@@ -200,16 +220,22 @@ def _write_fire_in_one_statement(
         obj._state.db = connection.alias
 
 
-def update_instances(using: str, instances: Sequence[TaskInstance]) -> None:
+def update_instances(
+    using: str, instances: Sequence[TaskInstance], names: Sequence[str] = INSTANCE_UPDATE_FIELDS
+) -> None:
+    """Write the given fields of existing instances."""
     connection = connections[using]
-    fields = [TaskInstance._meta.get_field(name) for name in INSTANCE_UPDATE_FIELDS]
+    names = tuple(names)
+    fields = [TaskInstance._meta.get_field(name) for name in names]
     params = [
         [f.get_db_prep_save(getattr(instance, f.attname), connection) for f in fields]
         + [instance.pk]
         for instance in instances
     ]
     with connection.cursor() as cursor:
-        sql = _cached("update", connection, _build_update_sql)
+        sql = _cached(
+            f"update:{','.join(names)}", connection, partial(_build_update_sql, names=names)
+        )
         if len(params) == 1:
             cursor.execute(sql, params[0])
         else:
@@ -256,13 +282,32 @@ def _json(value: Any) -> Any:
 
 def _from_db(model: type[Model], using: str, names: Sequence[str], values: Sequence[Any]) -> Any:
     """A model instance from raw column values, converted as the ORM would."""
+    connection = connections[using]
     converted = []
     for name, value in zip(names, values, strict=True):
-        model_field = model._meta.get_field(name)
-        if value is not None and model_field.get_internal_type() == "JSONField":
-            value = _json(value)
+        column, converters = _converters(connection, model, name)
+        for converter in converters:
+            value = converter(value, column, connection)
         converted.append(value)
     return model.from_db(using, list(names), converted)
+
+
+_converter_cache: dict[tuple[str, type[Model], str], tuple[Any, list[Any]]] = {}
+
+
+def _converters(
+    connection: BaseDatabaseWrapper, model: type[Model], name: str
+) -> tuple[Any, list[Any]]:
+    """The backend's and the field's converters of a column, as the ORM applies them."""
+    key = (connection.vendor, model, name)
+    if key not in _converter_cache:
+        model_field = model._meta.get_field(name)
+        column = Col(model._meta.db_table, model_field)
+        _converter_cache[key] = (
+            column,
+            connection.ops.get_db_converters(column) + model_field.get_db_converters(connection),
+        )
+    return _converter_cache[key]
 
 
 _sql_cache: dict[tuple[str, str], str] = {}
@@ -273,6 +318,23 @@ def _cached(name: str, connection: BaseDatabaseWrapper, build: Any) -> str:
     if key not in _sql_cache:
         _sql_cache[key] = build(connection)
     return _sql_cache[key]
+
+
+def _build_lock_instance_sql(connection: BaseDatabaseWrapper) -> str:
+    quote = connection.ops.quote_name
+    instance, config = TaskInstance._meta, TaskConfig._meta
+    columns = [f"i.{quote(f.column)}" for f in instance.concrete_fields]
+    columns += [f"c.{quote(f.column)}" for f in config.concrete_fields]
+    sql = (
+        f"SELECT {', '.join(columns)} FROM {quote(instance.db_table)} i "
+        f"JOIN {quote(config.db_table)} c ON c.{quote(config.pk.column)} = "
+        f"i.{quote(instance.get_field('config').column)} "
+        f"WHERE i.{quote(instance.get_field('session').column)} = %s "
+        f"AND i.{quote(instance.get_field('name').column)} = %s"
+    )
+    if connection.features.has_select_for_update_of:
+        sql += " FOR UPDATE OF i"
+    return sql
 
 
 def _build_lock_sql(connection: BaseDatabaseWrapper) -> str:
@@ -332,10 +394,10 @@ def _build_read_sql(connection: BaseDatabaseWrapper) -> str:
     )
 
 
-def _build_update_sql(connection: BaseDatabaseWrapper) -> str:
+def _build_update_sql(
+    connection: BaseDatabaseWrapper, names: Sequence[str] = INSTANCE_UPDATE_FIELDS
+) -> str:
     quote = connection.ops.quote_name
     meta = TaskInstance._meta
-    assignments = ", ".join(
-        f"{quote(meta.get_field(name).column)} = %s" for name in INSTANCE_UPDATE_FIELDS
-    )
+    assignments = ", ".join(f"{quote(meta.get_field(name).column)} = %s" for name in names)
     return f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"

@@ -93,9 +93,15 @@ if os.environ.get("TRIGGERS_DB", "sqlite") == "postgres":
             "PORT": os.environ.get("TRIGGERS_PG_PORT", "5432"),
             "USER": os.environ.get("TRIGGERS_PG_USER", "postgres"),
             "PASSWORD": os.environ.get("TRIGGERS_PG_PASSWORD", ""),
-            # Bind parameters on the server, so that psycopg prepares the
-            # statements a fire repeats and PostgreSQL plans them once.
-            "OPTIONS": {"server_side_binding": True},
+            # Bind parameters on the server and let psycopg prepare the
+            # statements a fire repeats, so that PostgreSQL plans them once
+            # per connection (behind PgBouncer in transaction mode, leave
+            # prepare_threshold out).
+            "OPTIONS": {"server_side_binding": True, "prepare_threshold": 5},
+            # Keep connections (and their prepared statements) across
+            # requests and Celery tasks.
+            "CONN_MAX_AGE": int(os.environ.get("TRIGGERS_PG_CONN_MAX_AGE", "60")),
+            "CONN_HEALTH_CHECKS": True,
         }
     }
 else:
