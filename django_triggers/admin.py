@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -31,6 +31,9 @@ from django.utils.text import slugify
 from django_triggers.graph import session_graph, to_dot, to_mermaid, to_svg
 from django_triggers.manager import TriggerManager
 from django_triggers.models import FiredTrigger, TaskConfig, TaskInstance, TriggerSession
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 #: What the manager raises for a request it refuses: wrong status, bad kwargs,
 #: unknown instance or session, unencodable values, an unusable manager class.
@@ -105,7 +108,8 @@ class JSONObjectField(forms.CharField):
         )
         super().__init__(strip=False, **kwargs)
 
-    def to_python(self, value: Any) -> dict[str, Any] | None:
+    # A CharField cleans the text, then this parses it: an object, not a str.
+    def to_python(self, value: Any) -> dict[str, Any] | None:  # type: ignore[override]
         return _parse_json_object(super().to_python(value) or "", self.what)
 
 
@@ -272,7 +276,9 @@ class OperatorAdmin(admin.ModelAdmin):
         action = self.get_action(name)
         if action is None:
             return
-        required = getattr(action[0], "allowed_permissions", ())
+        # Django 6.1 returns an Action object; earlier versions a tuple.
+        func = getattr(action, "func", None) or action[0]
+        required = getattr(func, "allowed_permissions", ())
         if required and not any(
             getattr(self, f"has_{permission}_permission")(request) for permission in required
         ):
@@ -291,9 +297,11 @@ class OperatorAdmin(admin.ModelAdmin):
     ) -> tuple[Any, HttpResponse | None]:
         obj = self.get_object(request, unquote(object_id))
         if obj is None:
+            # Set on every prepared model; the stubs allow None (before preparation).
+            verbose_name = cast("StrOrPromise", self.opts.verbose_name)
             self.message_user(
                 request,
-                f"{self.opts.verbose_name.capitalize()} with ID {object_id!r} doesn't exist. "
+                f"{verbose_name.capitalize()} with ID {object_id!r} doesn't exist. "
                 f"Perhaps it was deleted?",
                 messages.WARNING,
             )
@@ -476,7 +484,7 @@ class TriggerSessionAdmin(OperatorAdmin):
             .select_related("parent")
             .order_by("task_name", "number")[: INSTANCES_LIMIT + 1]
         )
-        rows = []
+        rows: list[dict[str, Any]] = []
         for instance in instances[:INSTANCES_LIMIT]:
             url = self._url("change", instance.pk, model=TaskInstance)
             waiting = (

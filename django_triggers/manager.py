@@ -150,7 +150,8 @@ class TriggerManager:
             specs = parse_configuration(
                 configuration, {name: config.after for name, config in configs.items()}
             )
-            new, replaced = [], []
+            new: list[TaskConfig] = []
+            replaced: list[TaskConfig] = []
             for spec in specs:
                 config = configs.get(spec.name) or TaskConfig(session=self.session, name=spec.name)
                 for attribute in _CONFIG_ATTRIBUTES:

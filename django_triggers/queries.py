@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -30,6 +30,9 @@ from django_triggers.models import (
     TaskListener,
     TriggerSession,
 )
+
+if TYPE_CHECKING:
+    from django.db.models import Field, ForeignObjectRel
 
 #: Columns of the configurations a fire needs.
 CONFIG_FIELDS = ("id", "name", "after", "and_every", "unless", "run", "using", "within")
@@ -167,12 +170,12 @@ def mark_dispatched(using: str, instance_ids: Sequence[int], when: datetime) -> 
     connection = connections[using]
     meta = TaskInstance._meta
     quote = connection.ops.quote_name
-    column = quote(meta.get_field("dispatched_at").column)
+    column = quote(_column(meta.get_field("dispatched_at")))
     value = meta.get_field("dispatched_at").get_db_prep_save(when, connection)
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {quote(meta.db_table)} SET {column} = %s "
-            f"WHERE {quote(meta.pk.column)} IN ({', '.join(['%s'] * len(instance_ids))}) "
+            f"WHERE {quote(_column(meta.pk))} IN ({', '.join(['%s'] * len(instance_ids))}) "
             f"AND {column} IS NULL",
             [value, *instance_ids],
         )
@@ -193,7 +196,9 @@ def _write_fire_in_one_statement(
         parts.append(f"new_instances AS ({sql} RETURNING {quote('id')}, {quote('name')})")
         params += values
     meta = TaskInstance._meta
-    update_fields = [meta.get_field(name) for name in INSTANCE_UPDATE_FIELDS]
+    update_fields = cast(
+        "list[Field[Any, Any]]", [meta.get_field(name) for name in INSTANCE_UPDATE_FIELDS]
+    )
     for index, instance in enumerate(touched):
         update_sql = _cached("update", connection, _build_update_sql)
         parts.append(f"updated_{index} AS ({update_sql})")
@@ -226,7 +231,7 @@ def update_instances(
     """Write the given fields of existing instances."""
     connection = connections[using]
     names = tuple(names)
-    fields = [TaskInstance._meta.get_field(name) for name in names]
+    fields = cast("list[Field[Any, Any]]", [TaskInstance._meta.get_field(name) for name in names])
     params = [
         [f.get_db_prep_save(getattr(instance, f.attname), connection) for f in fields]
         + [instance.pk]
@@ -249,7 +254,7 @@ def insert(using: str, objects: Iterable[Model]) -> None:
     sql, params = _insert_sql(connection, objects)
     meta = type(objects[0])._meta
     with connection.cursor() as cursor:
-        cursor.execute(f"{sql} RETURNING {connection.ops.quote_name(meta.pk.column)}", params)
+        cursor.execute(f"{sql} RETURNING {connection.ops.quote_name(_column(meta.pk))}", params)
         for obj, (pk,) in zip(objects, cursor.fetchall(), strict=True):
             obj.pk = pk
     for obj in objects:
@@ -264,7 +269,7 @@ def _insert_sql(connection: BaseDatabaseWrapper, objects: Sequence[Model]) -> tu
     row = f"({', '.join(['%s'] * len(fields))})"
     sql = (
         f"INSERT INTO {quote(model._meta.db_table)} "
-        f"({', '.join(quote(f.column) for f in fields)}) "
+        f"({', '.join(quote(_column(f)) for f in fields)}) "
         f"VALUES {', '.join([row] * len(objects))}"
     )
     params = []
@@ -274,6 +279,16 @@ def _insert_sql(connection: BaseDatabaseWrapper, objects: Sequence[Model]) -> tu
             setattr(obj, f.attname, value)
             params.append(f.get_db_prep_save(value, connection))
     return sql, params
+
+
+def _column(field: Field[Any, Any] | ForeignObjectRel) -> str:
+    """The column of a concrete field.
+
+    Every field named in this module is a concrete field of its model, so it
+    has a column; the stubs also allow ``get_field`` a reverse relation and
+    ``column`` ``None`` (a field without one).
+    """
+    return cast(str, cast("Field[Any, Any]", field).column)
 
 
 def _json(value: Any) -> Any:
@@ -301,7 +316,7 @@ def _converters(
     """The backend's and the field's converters of a column, as the ORM applies them."""
     key = (connection.vendor, model, name)
     if key not in _converter_cache:
-        model_field = model._meta.get_field(name)
+        model_field = cast("Field[Any, Any]", model._meta.get_field(name))
         column = Col(model._meta.db_table, model_field)
         _converter_cache[key] = (
             column,
@@ -323,14 +338,14 @@ def _cached(name: str, connection: BaseDatabaseWrapper, build: Any) -> str:
 def _build_lock_instance_sql(connection: BaseDatabaseWrapper) -> str:
     quote = connection.ops.quote_name
     instance, config = TaskInstance._meta, TaskConfig._meta
-    columns = [f"i.{quote(f.column)}" for f in instance.concrete_fields]
-    columns += [f"c.{quote(f.column)}" for f in config.concrete_fields]
+    columns = [f"i.{quote(_column(f))}" for f in instance.concrete_fields]
+    columns += [f"c.{quote(_column(f))}" for f in config.concrete_fields]
     sql = (
         f"SELECT {', '.join(columns)} FROM {quote(instance.db_table)} i "
-        f"JOIN {quote(config.db_table)} c ON c.{quote(config.pk.column)} = "
-        f"i.{quote(instance.get_field('config').column)} "
-        f"WHERE i.{quote(instance.get_field('session').column)} = %s "
-        f"AND i.{quote(instance.get_field('name').column)} = %s"
+        f"JOIN {quote(config.db_table)} c ON c.{quote(_column(config.pk))} = "
+        f"i.{quote(_column(instance.get_field('config')))} "
+        f"WHERE i.{quote(_column(instance.get_field('session')))} = %s "
+        f"AND i.{quote(_column(instance.get_field('name')))} = %s"
     )
     if connection.features.has_select_for_update_of:
         sql += " FOR UPDATE OF i"
@@ -341,8 +356,8 @@ def _build_lock_sql(connection: BaseDatabaseWrapper) -> str:
     quote = connection.ops.quote_name
     meta = TriggerSession._meta
     return (
-        f"SELECT {quote(meta.pk.column)} FROM {quote(meta.db_table)} "
-        f"WHERE {quote(meta.pk.column)} = %s FOR UPDATE"
+        f"SELECT {quote(_column(meta.pk))} FROM {quote(meta.db_table)} "
+        f"WHERE {quote(_column(meta.pk))} = %s FOR UPDATE"
     )
 
 
@@ -353,7 +368,7 @@ def _build_read_sql(connection: BaseDatabaseWrapper) -> str:
         return quote(model._meta.db_table)
 
     def col(alias: str, model: type[Model], name: str) -> str:
-        return f"{alias}.{quote(model._meta.get_field(name).column)}"
+        return f"{alias}.{quote(_column(model._meta.get_field(name)))}"
 
     config_columns = ", ".join(col("c", TaskConfig, name) for name in CONFIG_FIELDS)
     instance_columns = ", ".join(col("i", TaskInstance, name) for name in INSTANCE_FIELDS)
@@ -399,5 +414,5 @@ def _build_update_sql(
 ) -> str:
     quote = connection.ops.quote_name
     meta = TaskInstance._meta
-    assignments = ", ".join(f"{quote(meta.get_field(name).column)} = %s" for name in names)
-    return f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"
+    assignments = ", ".join(f"{quote(_column(meta.get_field(name)))} = %s" for name in names)
+    return f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(_column(meta.pk))} = %s"

@@ -25,6 +25,8 @@ from django.utils.module_loading import import_string
 from django_triggers.conf import get_setting
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from django_triggers.manager import TriggerManager
     from django_triggers.models import TaskInstance
 
@@ -102,7 +104,8 @@ class CeleryTaskRunner(BaseTaskRunner):
         celery_task.apply_async(
             kwargs={"session_uid": manager.session_uid, "instance_name": task_instance.name},
             task_id=task_instance.celery_task_id or None,
-            eta=eta,
+            # celery-types declares eta as datetime; Celery takes None for "now".
+            eta=eta,  # type: ignore[arg-type]
         )
 
 
@@ -148,13 +151,13 @@ class ThreadingTaskRunner(BaseTaskRunner):
         instance_name: str,
         run: str,
         *,
-        eta: object,
+        eta: datetime | None,
         close_connections: bool,
     ) -> None:
         from django_triggers.task import get_trigger_task
 
         try:
-            delay = (eta - timezone.now()).total_seconds() if eta else 0  # type: ignore[operator]
+            delay = (eta - timezone.now()).total_seconds() if eta else 0
             if delay > 0:
                 time.sleep(delay)
             get_trigger_task(run).execute(manager_class, session_uid, instance_name)

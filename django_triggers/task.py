@@ -84,7 +84,7 @@ def get_trigger_task(name: str) -> TriggerTask:
     return task
 
 
-class TaskLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+class TaskLogger(logging.LoggerAdapter):
     """A logger that adds a ``context`` dict to every record and notes the worst level."""
 
     def __init__(self, logger: logging.Logger, context: Mapping[str, Any]):
@@ -188,7 +188,7 @@ class TaskContext:
             self.manager._record_log_level(self.task_instance, task_logger.max_level)
 
 
-class TriggerTask(Task):  # type: ignore[misc]
+class TriggerTask(Task):
     """Base class of Celery tasks run by django-triggers; override :meth:`_run`."""
 
     #: How many times in a row an instance may be retried by ``self.retry()``.
@@ -235,9 +235,14 @@ class TriggerTask(Task):  # type: ignore[misc]
             manager._skip_running_instance(instance, skip.metadata)
             return None
         except RetryTask as retry:
-            manager._retry_instance(
-                instance, retry.exc, retry.cooldown, retry.replacement_kwargs, retry.metadata
-            )
+            try:
+                manager._retry_instance(
+                    instance, retry.exc, retry.cooldown, retry.replacement_kwargs, retry.metadata
+                )
+            except (LookupError, TypeError, ValueError) as exc:
+                # Bad replacement kwargs or metadata: the retry was rolled back,
+                # so fail the instance with the reason rather than leave it running.
+                manager._fail_instance(instance, exc)
             return None
         except Exception as exc:
             logger.info("Task instance %s of session %s failed", instance_name, session_uid)

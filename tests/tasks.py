@@ -236,7 +236,17 @@ class BlockUntilReleased(TriggerTask):
         return {"pid": os.getpid()}
 
 
+class RetryWithUnknownTrigger(TriggerTask):
+    """Retry with replacement kwargs for a trigger it does not wait for."""
+
+    name = "tests.RetryWithUnknownTrigger"
+
+    def _run(self, context: TaskContext) -> dict[str, Any]:
+        raise self.retry(replacement_kwargs={"nope": {"x": 1}})
+
+
 for task_class in (
+    RetryWithUnknownTrigger,
     BlockUntilReleased,
     Echo,
     ReturnNothing,

@@ -1,0 +1,1 @@
+"""The questionnaire built step by step in the Getting started page."""
