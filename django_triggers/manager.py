@@ -98,6 +98,7 @@ class TriggerManager:
 
     @classmethod
     def class_path(cls) -> str:
+        """The dotted path recorded on sessions this class manages."""
         return f"{cls.__module__}.{cls.__qualname__}"
 
     @staticmethod
@@ -384,6 +385,7 @@ class TriggerManager:
         return name
 
     def runner_name_for(self, config: TaskConfig) -> str:
+        """The runner of a task: its ``using``, else this manager's default."""
         return config.using or self.default_runner_name
 
     def _dispatch(self, instances: list[TaskInstance]) -> None:
@@ -590,6 +592,7 @@ class TriggerManager:
             return target
 
     def mark_instance_logs_resolved(self, instance: InstanceRef) -> TaskInstance:
+        """Note that the errors an instance logged have been dealt with."""
         with self._locked():
             target = self._lock_instance(instance)
             target.logs_marked_resolved = True
@@ -615,6 +618,7 @@ class TriggerManager:
             ) from None
 
     def instances_of_task(self, task_name: str) -> list[TaskInstance]:
+        """Every instance of a task, by number."""
         return list(
             TaskInstance.objects.filter(session=self.session, task_name=task_name).order_by(
                 "number"
@@ -633,6 +637,7 @@ class TriggerManager:
         )
 
     def get_unresolved_instances(self) -> list[TaskInstance]:
+        """Instances that are not finished, skipped, replayed or abandoned."""
         return list(
             TaskInstance.objects.filter(session=self.session).exclude(
                 status__in=TaskInstance.RESOLVED_STATUSES
@@ -640,6 +645,7 @@ class TriggerManager:
         )
 
     def get_instances_with_unresolved_logs(self) -> list[TaskInstance]:
+        """Instances whose ``logs_resolved`` is false."""
         return list(
             TaskInstance.objects.filter(session=self.session).filter(
                 TaskInstance.unresolved_logs_q()

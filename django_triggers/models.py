@@ -254,30 +254,42 @@ class TaskInstance(models.Model):
 
     @property
     def is_resolved(self) -> bool:
+        """Whether the instance needs nothing more: finished, skipped, replayed or abandoned."""
         return self.status in self.RESOLVED_STATUSES
 
     @property
     def can_run(self) -> bool:
+        """Whether the instance may still run: unstarted, or scheduled and not yet started."""
         return self.status in (self.UNSTARTED, self.SCHEDULED)
 
     @property
     def can_abandon(self) -> bool:
+        """Whether its ``unless`` triggers can still abandon it (it is unstarted)."""
         return self.status == self.UNSTARTED
 
     @property
     def can_replay(self) -> bool:
+        """Whether it can be replayed (it failed)."""
         return self.status == self.FAILED
 
     @property
     def can_skip(self) -> bool:
+        """Whether it can be skipped (it failed)."""
         return self.status == self.FAILED
 
     @property
     def log_level_name(self) -> str:
+        """The name of the highest level its task logged (``NOTSET`` if none)."""
         return logging.getLevelName(self.log_level)
 
     @property
     def logs_resolved(self) -> bool:
+        """Whether its logs need no attention.
+
+        True when its status makes them irrelevant (abandoned, replayed,
+        skipped), when nothing was logged at ``ERROR`` or above, or when they
+        were marked resolved.
+        """
         return (
             self.status in self.LOGS_IRRELEVANT_STATUSES
             or self.log_level < logging.ERROR
