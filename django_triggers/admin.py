@@ -1023,30 +1023,27 @@ class TaskInstanceAdmin(OperatorAdmin):
     # -- the same, from the instance page -------------------------------------------
 
     def replay_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if not self.has_replay_permission(request):
-            raise PermissionDenied
-        instance, redirect = self._object_or_redirect(request, object_id)
-        if redirect:
-            return redirect
-        return self._replay(
-            request,
-            [instance],
-            form_action=self._url("replay", instance.pk),
-            success_url=self._url("change", instance.pk),
-        )
+        return self._instance_form_view(request, object_id, "replay", self._replay)
 
     def skip_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if not self.has_skip_permission(request):
+        return self._instance_form_view(request, object_id, "skip", self._skip)
+
+    def _instance_form_view(
+        self, request: HttpRequest, object_id: str, action: str, handler: Any
+    ) -> HttpResponse:
+        """An action's form for one instance, from its page, back to its page when done."""
+        if not getattr(self, f"has_{action}_permission")(request):
             raise PermissionDenied
         instance, redirect = self._object_or_redirect(request, object_id)
         if redirect:
             return redirect
-        return self._skip(
+        response: HttpResponse = handler(
             request,
             [instance],
-            form_action=self._url("skip", instance.pk),
+            form_action=self._url(action, instance.pk),
             success_url=self._url("change", instance.pk),
         )
+        return response
 
     def resolve_logs_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         if not self.has_resolve_logs_permission(request):
