@@ -1101,18 +1101,15 @@ class TaskInstanceAdmin(OperatorAdmin):
                 # From an instance's page, go on to the page of its replay.
                 success_url = self._url("change", clones[0][1].pk)
             return HttpResponseRedirect(success_url)
-        return self._render_form(
+        return self._render_instances_form(
             request,
             "replay_form.html",
-            title="Replay failed instances",
-            form=form,
-            objects=instances,
-            submit_label="Replay",
-            cancel_url=self._cancel_url(instances, form_action),
-            action_name=action_name,
-            form_action=form_action,
-            breadcrumb_object=instances[0] if form_action else None,
-            rows=_instance_rows(instances),
+            "Replay failed instances",
+            "Replay",
+            form,
+            instances,
+            action_name,
+            form_action,
         )
 
     def _skip(
@@ -1143,18 +1140,15 @@ class TaskInstanceAdmin(OperatorAdmin):
                 how = " and fired their triggers" if cascade else ""
                 self.message_user(request, f"Skipped {', '.join(skipped)}{how}.", messages.SUCCESS)
             return HttpResponseRedirect(success_url)
-        return self._render_form(
+        return self._render_instances_form(
             request,
             "skip_form.html",
-            title="Skip failed instances",
-            form=form,
-            objects=instances,
-            submit_label="Skip",
-            cancel_url=self._cancel_url(instances, form_action),
-            action_name=action_name,
-            form_action=form_action,
-            breadcrumb_object=instances[0] if form_action else None,
-            rows=_instance_rows(instances),
+            "Skip failed instances",
+            "Skip",
+            form,
+            instances,
+            action_name,
+            form_action,
         )
 
     def _resolve_logs(self, request: HttpRequest, instances: list[TaskInstance]) -> None:
@@ -1171,6 +1165,32 @@ class TaskInstanceAdmin(OperatorAdmin):
             self.message_user(
                 request, f"Marked the logs of {', '.join(resolved)} resolved.", messages.SUCCESS
             )
+
+    def _render_instances_form(
+        self,
+        request: HttpRequest,
+        template: str,
+        title: str,
+        submit_label: str,
+        form: forms.Form,
+        instances: list[TaskInstance],
+        action_name: str | None,
+        form_action: str | None,
+    ) -> TemplateResponse:
+        """The form of an action on instances, from the changelist or an instance's page."""
+        return self._render_form(
+            request,
+            template,
+            title=title,
+            form=form,
+            objects=instances,
+            submit_label=submit_label,
+            cancel_url=self._cancel_url(instances, form_action),
+            action_name=action_name,
+            form_action=form_action,
+            breadcrumb_object=instances[0] if form_action else None,
+            rows=_instance_rows(instances),
+        )
 
     def _cancel_url(self, instances: list[TaskInstance], form_action: str | None) -> str:
         if form_action and instances:
