@@ -359,22 +359,20 @@ class TriggerManager:
         self._on_status_change(instance, None, status)
         return instance
 
-    def _latest_kwargs_of(self, trigger_names: set[str] | None) -> dict[str, Any]:
-        """``{trigger: kwargs}`` of the latest fire of each trigger (all if ``None``)."""
-        fired = FiredTrigger.objects.filter(session=self.session)
-        if trigger_names is not None:
-            fired = fired.filter(trigger_name__in=trigger_names)
-        latest_ids = fired.values("trigger_name").annotate(latest=Max("id")).values("latest")
+    @property
+    def latest_kwargs(self) -> dict[str, Any]:
+        """``{trigger: kwargs}`` of the most recent fire of every trigger in the session."""
+        latest_ids = (
+            FiredTrigger.objects.filter(session=self.session)
+            .values("trigger_name")
+            .annotate(latest=Max("id"))
+            .values("latest")
+        )
         return dict(
             FiredTrigger.objects.filter(id__in=Subquery(latest_ids)).values_list(
                 "trigger_name", "kwargs"
             )
         )
-
-    @property
-    def latest_kwargs(self) -> dict[str, Any]:
-        """``{trigger: kwargs}`` of the most recent fire of every trigger in the session."""
-        return self._latest_kwargs_of(None)
 
     # -- dispatch ---------------------------------------------------------------
 
