@@ -291,6 +291,7 @@ class TriggerManager:
                 self._set_status(instance, ABANDONED, now)
             elif set(config.after) <= instance.kwargs.keys():
                 self._set_status(instance, SCHEDULED, now)
+                instance.dispatched_at = now
                 scheduled.append(instance)
             else:
                 _stamp(instance, now)
@@ -352,6 +353,7 @@ class TriggerManager:
             eta=eta,
             deadline=deadline,
             celery_task_id=str(uuid.uuid4()) if status == SCHEDULED else "",
+            dispatched_at=now if status == SCHEDULED else None,
             status_changed_at=now,
             created=now,
             modified=now,
@@ -387,13 +389,13 @@ class TriggerManager:
         return config.using or self.default_runner_name
 
     def _dispatch(self, instances: list[TaskInstance]) -> None:
-        """Hand committed, scheduled instances to their runners; note which were accepted.
+        """Hand committed, scheduled instances to their runners.
 
-        An instance whose runner raises (the broker is down, say) stays
-        ``scheduled`` with no ``dispatched_at``, and ``triggers_recover``
-        hands it over again later.
+        They were written with ``dispatched_at`` set, in the transaction that
+        scheduled them, so that a fire needs no write after its commit. An
+        instance whose runner raises (the broker is down, say) loses it again
+        and stays ``scheduled``; ``triggers_recover`` hands it over later.
         """
-        dispatched = []
         for instance in instances:
             try:
                 runner = get_runner_class(self.runner_name_for(instance.config))()
@@ -406,22 +408,21 @@ class TriggerManager:
                     self.session_uid,
                 )
                 self._note_dispatch_error(instance, exc)
-            else:
-                dispatched.append(instance.pk)
-        if dispatched:
-            queries.mark_dispatched(self._db, dispatched, timezone.now())
 
     def _note_dispatch_error(self, instance: TaskInstance, exc: Exception) -> None:
+        """Record why the runner refused the instance, and that it was not dispatched."""
+        error = {"error": f"{type(exc).__name__}: {exc}", "at": timezone.now().isoformat()}
         try:
-            self.update_instance_metadata(
-                instance,
-                {
-                    "dispatch_error": {
-                        "error": f"{type(exc).__name__}: {exc}",
-                        "at": timezone.now().isoformat(),
-                    }
-                },
-            )
+            with self._locked():
+                target = self._lock_instance(instance)
+                target.metadata["dispatch_error"] = error
+                _stamp(target, timezone.now())
+                fields = ["metadata", "modified"]
+                if target.status == SCHEDULED:
+                    target.dispatched_at = None
+                    fields.append("dispatched_at")
+                target.save(update_fields=fields)
+            instance.dispatched_at = target.dispatched_at
         except Exception:
             logger.exception("Could not record the dispatch error of %s", instance.name)
 
@@ -811,19 +812,22 @@ class TriggerManager:
     # re-checks the instance under the session lock, so sweeps running on
     # several machines at once act on an instance at most once.
 
-    def _redispatch_instance(self, instance_name: str, not_touched_since: datetime) -> bool:
-        """Hand a scheduled instance that never reached its runner over again."""
+    def _redispatch_instance(self, instance_name: str, due: Callable[[TaskInstance], bool]) -> bool:
+        """Hand a scheduled instance over to its runner again, if ``due`` says so.
+
+        ``due`` sees the instance as it is under the lock. The new
+        ``dispatched_at`` makes other sweeps, and this one next time, leave
+        it alone until it is due again; the runner gets the same Celery task
+        id, and a worker runs an instance once however often it is delivered.
+        """
         with self._locked():
             instance = self._lock_instance(instance_name)
-            if (
-                instance.status != SCHEDULED
-                or instance.dispatched_at is not None
-                or instance.modified > not_touched_since
-            ):
+            if instance.status != SCHEDULED or not due(instance):
                 return False
-            # Saving moves ``modified`` on: another sweep now leaves it alone.
-            _stamp(instance, timezone.now())
-            instance.save(update_fields=["metadata", "modified"])
+            now = timezone.now()
+            instance.dispatched_at = now
+            _stamp(instance, now)
+            instance.save(update_fields=["dispatched_at", "metadata", "modified"])
             transaction.on_commit(partial(self._dispatch, [instance]))
             return True
 

@@ -207,7 +207,8 @@ class TaskInstance(models.Model):
     deadline = models.DateTimeField(null=True, blank=True)
     #: Id of the Celery task that runs it, chosen when it is scheduled.
     celery_task_id = models.CharField(max_length=255, blank=True, default="", db_index=True)
-    #: When its runner accepted it (for Celery: when the message was published).
+    #: When it was handed to its runner: set in the transaction that schedules it,
+    #: cleared if the runner refuses it (the broker is down, say).
     dispatched_at = models.DateTimeField(null=True, blank=True)
     status_changed_at = models.DateTimeField(default=timezone.now)
     created = models.DateTimeField(default=timezone.now)

@@ -14,7 +14,6 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
@@ -55,6 +54,7 @@ INSTANCE_UPDATE_FIELDS = (
     "status",
     "status_changed_at",
     "celery_task_id",
+    "dispatched_at",
     "metadata",
     "modified",
 )
@@ -163,22 +163,6 @@ def write_fire(
     if touched:
         update_instances(using, touched)
     insert(using, [fired])
-
-
-def mark_dispatched(using: str, instance_ids: Sequence[int], when: datetime) -> None:
-    """Note when a runner accepted these instances (unless already noted)."""
-    connection = connections[using]
-    meta = TaskInstance._meta
-    quote = connection.ops.quote_name
-    column = quote(_column(meta.get_field("dispatched_at")))
-    value = meta.get_field("dispatched_at").get_db_prep_save(when, connection)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {quote(meta.db_table)} SET {column} = %s "
-            f"WHERE {quote(_column(meta.pk))} IN ({', '.join(['%s'] * len(instance_ids))}) "
-            f"AND {column} IS NULL",
-            [value, *instance_ids],
-        )
 
 
 def _write_fire_in_one_statement(

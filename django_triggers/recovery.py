@@ -4,11 +4,14 @@
 
 * hands over again instances that were scheduled but never reached their
   runner (the broker was down when their transaction committed);
+* hands over again instances handed to their runner, due to start, and still
+  not started after a threshold: their message was lost (the process died
+  between the commit and the publish, or the broker lost its queue);
 * abandons unstarted instances whose ``within`` deadline has passed, and
   fires ``<task>.timeout`` for each;
-* reports instances ``scheduled`` or ``running`` for longer than a
-  threshold, and with ``fail_stuck`` fails the running ones (their worker is
-  presumed lost) so that they can be replayed.
+* reports instances ``running`` for longer than that threshold, and with
+  ``fail_stuck`` fails them (their worker is presumed lost) so that they can
+  be replayed.
 
 It walks the database in batches of primary keys, so memory stays bounded
 however many rows match, and handles each instance in its own transaction
@@ -21,8 +24,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from django_triggers.exceptions import ManagerClassError, SessionNotFound
@@ -75,9 +79,11 @@ def recover(
 ) -> RecoveryReport:
     """Run every sweep once; see the module's docstring.
 
-    ``redispatch_after`` is how long a scheduled instance may wait for its
-    runner to accept it before it is handed over again: long enough for the
-    transaction that scheduled it to commit and dispatch it.
+    ``redispatch_after`` is how long an instance whose runner refused it
+    waits before it is handed over again. ``stuck_after`` is how long a
+    handed-over instance may stay ``scheduled`` past its ``eta`` before it is
+    handed over again (keep it above the longest wait in your queues), and
+    how long an instance may stay ``running`` before it is reported.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
@@ -117,22 +123,37 @@ def recover(
         report.expired,
         lambda manager, name: manager._expire_instance(name, now),
     )
+    refused_before = now - redispatch_after
     sweep(
         "never dispatched",
         TaskInstance.objects.filter(
             status=TaskInstance.SCHEDULED,
             dispatched_at__isnull=True,
-            modified__lte=now - redispatch_after,
+            modified__lte=refused_before,
         ),
         report.redispatched,
-        lambda manager, name: manager._redispatch_instance(name, now - redispatch_after),
+        lambda manager, name: manager._redispatch_instance(
+            name,
+            lambda instance: instance.dispatched_at is None and instance.modified <= refused_before,
+        ),
     )
+    stuck_before = now - stuck_after
+    redispatched = set(report.redispatched)
     sweep(
         "stuck scheduled",
         TaskInstance.objects.filter(
-            status=TaskInstance.SCHEDULED, status_changed_at__lte=now - stuck_after
+            Q(eta__isnull=True) | Q(eta__lte=stuck_before),
+            status=TaskInstance.SCHEDULED,
+            status_changed_at__lte=stuck_before,
+            dispatched_at__lte=stuck_before,
         ),
         report.stuck_scheduled,
+        lambda manager, name: (
+            (manager.session_uid, name) not in redispatched
+            and manager._redispatch_instance(
+                name, partial(_is_stuck_scheduled, before=stuck_before)
+            )
+        ),
     )
     stuck_running = TaskInstance.objects.filter(
         status=TaskInstance.RUNNING, status_changed_at__lte=now - stuck_after
@@ -146,6 +167,16 @@ def recover(
             lambda manager, name: manager._fail_stuck_instance(name, now - stuck_after),
         )
     return report
+
+
+def _is_stuck_scheduled(instance: TaskInstance, *, before: datetime) -> bool:
+    """Handed to its runner, due to start, and still not started, since before ``before``."""
+    return (
+        instance.status_changed_at <= before
+        and instance.dispatched_at is not None
+        and instance.dispatched_at <= before
+        and (instance.eta is None or instance.eta <= before)
+    )
 
 
 def _in_batches(queryset: QuerySet[TaskInstance], batch_size: int) -> Iterator[InstanceKey]:

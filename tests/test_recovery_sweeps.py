@@ -251,7 +251,7 @@ def test_recover_does_not_redispatch_a_dispatched_instance(trigger_manager):
     trigger_manager.fire("a")
 
     report = recover(
-        redispatch_after=timedelta(seconds=60), now=timezone.now() + timedelta(hours=1)
+        redispatch_after=timedelta(seconds=60), now=timezone.now() + timedelta(minutes=30)
     )
 
     assert report.redispatched == []
@@ -301,20 +301,88 @@ def test_concurrent_sweeps_redispatch_an_instance_once(trigger_manager, undispat
 
 @pytest.fixture
 def in_flight(trigger_manager):
-    """``t_s#0`` scheduled and ``t_r#0`` running, both for two hours."""
+    """``t_s#0`` handed to its runner and ``t_r#0`` running, both two hours ago."""
     configure(trigger_manager, "t_s", "t_r")
     trigger_manager.fire("a", {"v": 1})
     trigger_manager.update_instance_status("t_r#0", TaskInstance.RUNNING)
     two_hours_ago = timezone.now() - timedelta(hours=2)
     for name in ("t_s#0", "t_r#0"):
-        set_back(trigger_manager, name, status_changed_at=two_hours_ago)
+        set_back(
+            trigger_manager, name, status_changed_at=two_hours_ago, dispatched_at=two_hours_ago
+        )
+    HANDED.clear()
     return trigger_manager
 
 
-def test_recover_reports_an_instance_scheduled_for_too_long(in_flight):
+def test_recover_hands_over_again_an_instance_handed_over_but_not_started_for_too_long(
+    in_flight,
+):
+    before = timezone.now()
+
     report = recover(stuck_after=timedelta(hours=1))
 
     assert report.stuck_scheduled == [(in_flight.session_uid, "t_s#0")]
+    assert handed("record") == ["t_s#0"]
+    instance = in_flight.get_instance("t_s#0")
+    assert instance.status == TaskInstance.SCHEDULED
+    assert instance.dispatched_at >= before
+
+
+def test_a_stuck_instance_handed_over_again_keeps_its_celery_task_id(in_flight):
+    task_id = in_flight.get_instance("t_s#0").celery_task_id
+
+    recover(stuck_after=timedelta(hours=1))
+
+    assert in_flight.get_instance("t_s#0").celery_task_id == task_id
+
+
+def test_a_stuck_instance_is_handed_over_again_at_most_once_per_stuck_after(in_flight):
+    first = recover(stuck_after=timedelta(hours=1))
+    second = recover(stuck_after=timedelta(hours=1))
+
+    assert first.stuck_scheduled == [(in_flight.session_uid, "t_s#0")]
+    assert second.stuck_scheduled == []
+    assert handed("record") == ["t_s#0"]
+
+
+def test_an_instance_handed_over_again_after_being_stuck_runs_to_completion(in_flight, triggers):
+    RUNNER_MODE["mode"] = "run"
+
+    recover(stuck_after=timedelta(hours=1))
+    ThreadingTaskRunner.join_all(timeout=60)
+
+    triggers.assertInstanceFinished("t_s#0", {"received": {"a": {"v": 1}}})
+
+
+def test_an_instance_waiting_for_its_eta_is_not_stuck(in_flight):
+    set_back(in_flight, "t_s#0", eta=timezone.now() - timedelta(minutes=30))
+
+    report = recover(stuck_after=timedelta(hours=1))
+
+    assert report.stuck_scheduled == []
+    assert handed() == []
+
+
+def test_an_instance_handed_over_recently_is_not_stuck(in_flight):
+    set_back(in_flight, "t_s#0", dispatched_at=timezone.now() - timedelta(minutes=30))
+
+    report = recover(stuck_after=timedelta(hours=1))
+
+    assert report.stuck_scheduled == []
+    assert handed() == []
+
+
+def test_a_stuck_instance_whose_runner_refuses_it_again_is_left_to_the_redispatch_sweep(
+    in_flight,
+):
+    RUNNER_MODE["mode"] = "broken"
+
+    report = recover(stuck_after=timedelta(hours=1))
+
+    assert report.stuck_scheduled == [(in_flight.session_uid, "t_s#0")]
+    instance = in_flight.get_instance("t_s#0")
+    assert instance.dispatched_at is None
+    assert instance.metadata["dispatch_error"]["error"] == "ConnectionError: broker down"
 
 
 def test_recover_reports_an_instance_running_for_too_long(in_flight):
@@ -436,7 +504,8 @@ def test_recover_with_batch_size_one_finds_every_instance_of_every_session(trigg
     )
 
     assert sorted(report.redispatched) == sorted(expected)
-    assert sorted(report.stuck_scheduled) == sorted(expected)
+    # Just handed over again: not stuck.
+    assert report.stuck_scheduled == []
     assert report.errors == []
     assert sorted(handed("record")) == sorted(name for _, name in expected)
     assert not TaskInstance.objects.filter(dispatched_at__isnull=True).exists()

@@ -19,9 +19,10 @@ def seconds(value: str, option: str) -> timedelta:
 
 class Command(BaseCommand):
     help = (
-        "Hand over again scheduled task instances that never reached their runner, abandon "
-        "instances whose 'within' deadline passed (firing '<task>.timeout'), and report "
-        "instances stuck in 'scheduled' or 'running'. Safe to run on several machines at once; "
+        "Hand over again scheduled task instances that never reached their runner or whose "
+        "message was lost, abandon instances whose 'within' deadline passed (firing "
+        "'<task>.timeout'), and report instances stuck in 'running'. Safe to run on several "
+        "machines at once; "
         "run it every minute or so (cron, or Celery beat through "
         "django_triggers.recovery.recover)."
     )
@@ -40,7 +41,8 @@ class Command(BaseCommand):
             type=str,
             default=str(DEFAULT_STUCK_AFTER.total_seconds()),
             metavar="SECONDS",
-            help="Report instances scheduled or running for longer than this "
+            help="Hand over again instances dispatched this long ago (and past their eta) "
+            "that are still scheduled, and report instances running for longer than this "
             "(default: %(default)s).",
         )
         parser.add_argument(

@@ -1,0 +1,84 @@
+"""What a fire costs the database: a fixed number of statements, none after its commit."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from django_triggers.manager import TriggerManager
+from django_triggers.models import TaskInstance
+from tests.helpers import RecordingRunner
+
+ECHO = "tests.Echo"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_runner():
+    RecordingRunner.dispatched.clear()
+    yield
+    RecordingRunner.dispatched.clear()
+
+
+def configure(manager: TriggerManager, others: int) -> None:
+    """``target`` after ``first`` and ``second``, and ``others`` tasks nothing fires."""
+    configuration = {
+        "target": {"after": ["first", "second"], "run": ECHO, "using": RecordingRunner.name}
+    }
+    for i in range(others):
+        configuration[f"other_{i}"] = {
+            "after": [f"unrelated_{i}", "first"],
+            "run": ECHO,
+            "using": RecordingRunner.name,
+        }
+    manager.update_configuration(configuration)
+
+
+def statements_of(manager: TriggerManager, trigger: str) -> list[str]:
+    with CaptureQueriesContext(connection) as captured:
+        manager.fire(trigger)
+    return [query["sql"] for query in captured.captured_queries]
+
+
+def test_a_fire_runs_as_many_statements_in_a_large_session_as_in_a_small_one(transactional_db):
+    small, large = TriggerManager("statements-small"), TriggerManager("statements-large")
+    configure(small, others=1)
+    configure(large, others=200)
+    for manager in (small, large):
+        manager.fire("unrelated_0")
+
+    counts = {
+        trigger: (len(statements_of(small, trigger)), len(statements_of(large, trigger)))
+        for trigger in ("first", "second")
+    }
+
+    assert counts["first"][0] == counts["first"][1]
+    assert counts["second"][0] == counts["second"][1]
+    assert RecordingRunner.dispatched == ["other_0#0", "other_0#0", "target#0", "target#0"]
+
+
+def test_a_fire_that_schedules_writes_nothing_after_its_commit(transactional_db):
+    manager = TriggerManager("statements-after-commit")
+    configure(manager, others=0)
+    manager.fire("first")
+
+    statements = statements_of(manager, "second")
+
+    assert RecordingRunner.dispatched == ["target#0"]
+    assert statements[-1] == "COMMIT"
+
+
+def test_an_instance_is_recorded_as_dispatched_before_its_runner_gets_it(transactional_db):
+    seen = []
+
+    class Inspecting(RecordingRunner):
+        name = "test_fire_statements.inspecting"
+
+        def run(self, manager, task_instance):
+            stored = TaskInstance.objects.get(pk=task_instance.pk)
+            seen.append((stored.status, stored.dispatched_at is not None))
+
+    manager = TriggerManager("statements-dispatched")
+    manager.update_configuration({"t": {"after": ["a"], "run": ECHO, "using": Inspecting.name}})
+
+    manager.fire("a")
+
+    assert seen == [(TaskInstance.SCHEDULED, True)]
