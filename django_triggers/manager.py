@@ -1,14 +1,19 @@
 """The rules: configuration, firing, scheduling, recovery.
 
 Every change of state goes through :class:`TriggerManager`. Each one runs in
-a database transaction that first locks the session row, so fires into one
+a database transaction that first locks the session row, so changes to one
 session serialize across threads, processes and servers, and instances are
-handed to their runners only once that transaction has committed.
+handed to their runners only once that transaction has committed. A fire on
+PostgreSQL first tries without the lock: it reads, then writes in one
+statement only if none of the session's tasks it read changed meanwhile, so
+fires that share no task never wait for each other; if one did change, the
+fire runs again under the lock.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -43,6 +48,8 @@ from django_triggers.runners import get_runner_class
 logger = logging.getLogger(__name__)
 
 InstanceRef = str | TaskInstance
+#: ``(instance, old status, new status)``, for the ``instance_status_changed`` signal.
+StatusChange = tuple[TaskInstance, str | None, str]
 
 UNSTARTED = TaskInstance.UNSTARTED
 SCHEDULED = TaskInstance.SCHEDULED
@@ -205,8 +212,30 @@ class TriggerManager:
             raise ValueError(f"unknown fire source {source!r}")
         if event_id is not None and (not isinstance(event_id, str) or not 0 < len(event_id) <= 255):
             raise ValueError(f"an event id is a string of 1 to 255 characters, not {event_id!r}")
-        with self._locked():
-            return self._apply_fire(trigger_name, kwargs, source, event_id=event_id)
+        contention_key = (self._db, self.session.pk)
+        if queries.can_fire_without_lock(self._db) and not _recently_contended(contention_key):
+            # Read without the lock, write only if the session has not moved
+            # since: two statements instead of five, when nobody else is
+            # firing into the session at the same moment.
+            scheduled = self._apply_fire(trigger_name, kwargs, source, event_id, optimistic=True)
+            if scheduled is not None:
+                return scheduled
+            _note_contention(contention_key)
+        with self._locked(bump=False):  # the fire's write moves the version on
+            return self._fire_locked(trigger_name, kwargs, source, event_id)
+
+    def _fire_locked(
+        self,
+        trigger_name: str,
+        kwargs: dict[str, Any],
+        source: str,
+        event_id: str | None = None,
+    ) -> list[TaskInstance]:
+        """Apply a fire while holding the session's lock."""
+        scheduled = self._apply_fire(trigger_name, kwargs, source, event_id)
+        if scheduled is None:  # pragma: no cover - the lock keeps the version still
+            raise RuntimeError(f"session {self.session_uid!r} changed under its lock")
+        return scheduled
 
     def _repeated_fire(
         self, earlier: FiredTrigger, trigger_name: str, kwargs: dict[str, Any]
@@ -239,10 +268,19 @@ class TriggerManager:
         trigger_name: str,
         kwargs: dict[str, Any],
         source: str,
-        *,
         event_id: str | None = None,
-    ) -> list[TaskInstance]:
+        *,
+        optimistic: bool = False,
+    ) -> list[TaskInstance] | None:
+        """Apply a fire; return the instances it scheduled.
+
+        Called under the session's lock, or, ``optimistic``, without it:
+        then ``None`` means another change to the session came between the
+        read and the write, and nothing was written.
+        """
         state = queries.read_for_fire(self._db, self.session.pk, trigger_name)
+        if optimistic and state.manager_class != self.class_path():
+            return None  # recording the manager class takes the lock
         self._record_manager_class(state.manager_class)
         if event_id is not None:
             earlier = FiredTrigger.objects.filter(session=self.session, event_id=event_id).first()
@@ -250,6 +288,7 @@ class TriggerManager:
                 return self._repeated_fire(earlier, trigger_name, kwargs)
 
         now = timezone.now()
+        status_changes: list[StatusChange] = []
         touched: list[TaskInstance] = []
         needs_new: list[TaskConfig] = []
         for config in state.configs:
@@ -280,6 +319,7 @@ class TriggerManager:
                     kwargs={name: latest[name] for name in config.after if name in latest},
                     unless_fired=[name for name in config.unless if name in latest],
                     now=now,
+                    status_changes=status_changes,
                 )
                 _apply_trigger(instance, config, trigger_name, kwargs)
                 created.append(instance)
@@ -288,9 +328,9 @@ class TriggerManager:
         for instance in (*touched, *created):
             config = instance.config
             if config.unless and set(config.unless) <= set(instance.unless_fired):
-                self._set_status(instance, ABANDONED, now)
+                self._set_status(instance, ABANDONED, now, status_changes)
             elif set(config.after) <= instance.kwargs.keys():
-                self._set_status(instance, SCHEDULED, now)
+                self._set_status(instance, SCHEDULED, now, status_changes)
                 instance.dispatched_at = now
                 scheduled.append(instance)
             else:
@@ -305,7 +345,12 @@ class TriggerManager:
             scheduled_instances=[instance.name for instance in scheduled],
             fired_at=now,
         )
-        queries.write_fire(self._db, created, touched, fired)
+        if not queries.write_fire(self._db, created, touched, fired, state):
+            return None
+        for change in status_changes:
+            self._on_status_change(*change)
+        # Outside a transaction (a fire without the lock, in autocommit mode)
+        # the write has committed, and on_commit runs these at once.
         transaction.on_commit(partial(self._after_fire_commit, fired, scheduled), using=self._db)
         return scheduled
 
@@ -332,8 +377,13 @@ class TriggerManager:
         now: datetime,
         parent: TaskInstance | None = None,
         eta: datetime | None = None,
+        status_changes: list[StatusChange] | None = None,
     ) -> TaskInstance:
-        """Build (unsaved) instance ``number`` of ``config``."""
+        """Build (unsaved) instance ``number`` of ``config``.
+
+        Its ``instance_status_changed`` signal is sent on commit, or, with
+        ``status_changes``, left there for the caller to send once written.
+        """
         iso = now.isoformat()
         deadline = None
         if config.within is not None and status == UNSTARTED:
@@ -358,7 +408,10 @@ class TriggerManager:
             created=now,
             modified=now,
         )
-        self._on_status_change(instance, None, status)
+        if status_changes is None:
+            self._on_status_change(instance, None, status)
+        else:
+            status_changes.append((instance, None, status))
         return instance
 
     @property
@@ -413,7 +466,7 @@ class TriggerManager:
         """Record why the runner refused the instance, and that it was not dispatched."""
         error = {"error": f"{type(exc).__name__}: {exc}", "at": timezone.now().isoformat()}
         try:
-            with self._locked():
+            with self._locked(bump=False):
                 target = self._lock_instance(instance)
                 target.metadata["dispatch_error"] = error
                 _stamp(target, timezone.now())
@@ -442,7 +495,14 @@ class TriggerManager:
             )
         )
 
-    def _set_status(self, instance: TaskInstance, status: str, now: datetime) -> None:
+    def _set_status(
+        self,
+        instance: TaskInstance,
+        status: str,
+        now: datetime,
+        status_changes: list[StatusChange] | None = None,
+    ) -> None:
+        """Change the status (unsaved); signal it on commit, or leave it in ``status_changes``."""
         old = instance.status
         instance.status = status
         instance.status_changed_at = now
@@ -450,7 +510,10 @@ class TriggerManager:
         instance.metadata["timestamps"][status] = now.isoformat()
         if status == SCHEDULED and not instance.celery_task_id:
             instance.celery_task_id = str(uuid.uuid4())
-        self._on_status_change(instance, old, status)
+        if status_changes is None:
+            self._on_status_change(instance, old, status)
+        else:
+            status_changes.append((instance, old, status))
 
     def _call_hook(self, hook: Callable[..., None], *args: Any) -> None:
         try:
@@ -549,7 +612,7 @@ class TriggerManager:
                 fields.append("result")
             failed.save(update_fields=fields)
             if cascade:
-                self._apply_fire(failed.task_name, cascade_kwargs, FiredTrigger.SKIP)
+                self._fire_locked(failed.task_name, cascade_kwargs, FiredTrigger.SKIP)
             transaction.on_commit(partial(self._call_hook, self._post_skip, failed, cascade))
             return failed
 
@@ -575,7 +638,7 @@ class TriggerManager:
             self._set_status(target, status, timezone.now())
             target.save(update_fields=_STATUS_FIELDS)
             if cascade:
-                self._apply_fire(target.task_name, kwargs, FiredTrigger.CASCADE)
+                self._fire_locked(target.task_name, kwargs, FiredTrigger.CASCADE)
             return target
 
     def update_instance_metadata(
@@ -762,14 +825,14 @@ class TriggerManager:
         return target
 
     def _finish_instance(self, instance: TaskInstance, result: dict[str, Any]) -> None:
-        with self._locked():
+        with self._locked(bump=False):
             running = self._lock_running(instance, "finished")
             if running is None:
                 return
             running.result = result
             self._set_status(running, FINISHED, timezone.now())
             queries.update_instances(self._db, [running], [*_STATUS_FIELDS, "result"])
-            self._apply_fire(running.task_name, result, FiredTrigger.CASCADE)
+            self._fire_locked(running.task_name, result, FiredTrigger.CASCADE)
 
     def _fail_instance(
         self,
@@ -777,7 +840,7 @@ class TriggerManager:
         exc: BaseException,
         metadata: Mapping[str, Any] | None = None,
     ) -> TaskInstance | None:
-        with self._locked():
+        with self._locked(bump=False):
             target = self._lock_running(instance, "failed")
             if target is None:
                 return None
@@ -820,7 +883,7 @@ class TriggerManager:
         it alone until it is due again; the runner gets the same Celery task
         id, and a worker runs an instance once however often it is delivered.
         """
-        with self._locked():
+        with self._locked(bump=False):
             instance = self._lock_instance(instance_name)
             if instance.status != SCHEDULED or not due(instance):
                 return False
@@ -846,7 +909,7 @@ class TriggerManager:
             }
             self._set_status(instance, ABANDONED, now)
             instance.save(update_fields=_STATUS_FIELDS)
-            self._apply_fire(
+            self._fire_locked(
                 f"{instance.task_name}.timeout",
                 {"instance": instance.name, "missing_triggers": missing},
                 FiredTrigger.DEADLINE,
@@ -855,7 +918,7 @@ class TriggerManager:
 
     def _fail_stuck_instance(self, instance_name: str, stuck_since: datetime) -> bool:
         """Fail an instance ``running`` since before ``stuck_since``, so it can be replayed."""
-        with self._locked():
+        with self._locked(bump=False):
             instance = self._lock_instance(instance_name)
             if instance.status != RUNNING or instance.status_changed_at > stuck_since:
                 return False
@@ -872,7 +935,7 @@ class TriggerManager:
         self, instance: TaskInstance, metadata: Mapping[str, Any] | None
     ) -> None:
         extra = self._encode_metadata(metadata)
-        with self._locked():
+        with self._locked(bump=False):
             target = self._lock_running(instance, "skipped")
             if target is None:
                 return
@@ -889,14 +952,19 @@ class TriggerManager:
     # -- internals -----------------------------------------------------------------
 
     @contextmanager
-    def _locked(self, *, record_manager: bool = False) -> Iterator[None]:
+    def _locked(self, *, record_manager: bool = False, bump: bool = True) -> Iterator[None]:
         """A transaction holding the session row's lock (SQLite: the database's write lock).
 
-        With ``record_manager``, this manager's class becomes the session's:
-        the one workers rebuild to run what it schedules.
+        Taking the lock moves the session's version on, so that fires that
+        read without the lock see their read is stale. Pass ``bump=False``
+        for a fire (its write moves its tasks' versions on) and for changes
+        no fire reads: those of instances that are not ``unstarted``. With
+        ``record_manager``, this manager's class becomes the session's: the
+        one workers rebuild to run what it schedules.
         """
         with transaction.atomic(using=self._db):
-            queries.lock_session(self._db, self.session.pk)
+            if not queries.lock_session(self._db, self.session.pk, bump=bump):
+                raise SessionNotFound(f"trigger session {self.session_uid!r} has been deleted")
             if record_manager:
                 self._record_manager_class(None)
             yield
@@ -930,6 +998,23 @@ class TriggerManager:
         if not isinstance(instance, str):
             raise TypeError(f"expected a task instance or its name, not {type(instance).__name__}")
         return instance
+
+
+#: How long, in seconds, fires of this process take a session's lock at once
+#: after a fire without it lost the race to another change of that session.
+CONTENTION_MEMORY = 1.0
+_contended: dict[tuple[str, int], float] = {}
+
+
+def _recently_contended(key: tuple[str, int]) -> bool:
+    noted = _contended.get(key)
+    return noted is not None and time.monotonic() - noted < CONTENTION_MEMORY
+
+
+def _note_contention(key: tuple[str, int]) -> None:
+    if len(_contended) >= 1000:
+        _contended.clear()
+    _contended[key] = time.monotonic()
 
 
 def _apply_trigger(

@@ -20,6 +20,11 @@ class TriggerSession(models.Model):
     #: Dotted path of the manager class that last acted on the session; a
     #: worker in another process rebuilds that class to run cascades.
     manager_class = models.CharField(max_length=255, blank=True, default="")
+    #: Incremented by every change to the session other than a fire and the
+    #: end of a running task (configuration, replays, status and metadata
+    #: changes): a fire that read the session without its lock writes only
+    #: if this has not moved since.
+    version = models.PositiveBigIntegerField(default=0, editable=False)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -46,6 +51,9 @@ class TaskConfig(models.Model):
     within = models.FloatField(null=True, blank=True)
     #: Directives this app does not know, kept for custom managers.
     extras = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
+    #: Incremented by every fire the task listens to (PostgreSQL): fires that
+    #: read without the session's lock conflict only when they share a task.
+    version = models.PositiveBigIntegerField(default=0, editable=False)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

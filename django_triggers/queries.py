@@ -1,9 +1,11 @@
 """The statements of a fire, written by hand because a fire is the hot path.
 
 Every web request that fires a trigger pays for these, so they are few and
-cheap: one read that locks the session and fetches just the tasks listening
-to the trigger (with their open instances and next instance numbers), then
-plain parameterised writes. Values go through each field's own
+cheap: one read of just the tasks listening to the trigger (with their open
+instances and next instance numbers), then one write. On PostgreSQL the read
+takes no lock and the write is a single statement that writes only if no
+change to what was read committed in between (see ``write_fire``); elsewhere
+the fire holds the session's lock. Values go through each field's own
 ``get_db_prep_save``, so what is stored is exactly what the ORM would store,
 on any database Django supports.
 """
@@ -34,7 +36,17 @@ if TYPE_CHECKING:
     from django.db.models import Field, ForeignObjectRel
 
 #: Columns of the configurations a fire needs.
-CONFIG_FIELDS = ("id", "name", "after", "and_every", "unless", "run", "using", "within")
+CONFIG_FIELDS = (
+    "id",
+    "name",
+    "after",
+    "and_every",
+    "unless",
+    "run",
+    "using",
+    "within",
+    "version",
+)
 #: Columns of the open instances a fire needs (others load on access).
 INSTANCE_FIELDS = (
     "id",
@@ -62,9 +74,11 @@ INSTANCE_UPDATE_FIELDS = (
 
 @dataclass
 class FireState:
-    """What a fire reads, under the session's lock."""
+    """What a fire reads: under the session's lock, or guarded by its version."""
 
     manager_class: str
+    #: ``TriggerSession.version`` as read; the fire's write requires it unchanged.
+    version: int = 0
     configs: list[TaskConfig] = field(default_factory=list)
     #: Unstarted instances of each config, by number.
     open_instances: dict[int, list[TaskInstance]] = field(default_factory=lambda: defaultdict(list))
@@ -74,19 +88,34 @@ class FireState:
     latest_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-def lock_session(using: str, session_id: int) -> None:
-    """Take the session row's lock, in a statement of its own.
+def lock_session(using: str, session_id: int, *, bump: bool = True) -> bool:
+    """Take the session row's lock, in a statement of its own; ``False`` if there is no such row.
 
     The reads that follow must be separate statements: under READ COMMITTED a
     statement that waited for the lock still sees the database as it was when
-    it started, without what the previous holder committed meanwhile. Where
-    the database has no row locks (SQLite), the transaction already holds the
-    database's write lock and there is nothing to do.
+    it started, without what the previous holder committed meanwhile. With
+    ``bump``, the statement also moves the session's version on, telling
+    fires that read without the lock that their read is stale; a fire leaves
+    that to its write. On SQLite the transaction already holds the
+    database's write lock.
     """
     connection = connections[using]
-    if connection.features.has_select_for_update:
-        with connection.cursor() as cursor:
-            cursor.execute(_cached("lock", connection, _build_lock_sql), [session_id])
+    with connection.cursor() as cursor:
+        if bump:
+            cursor.execute(_cached("lock_bump", connection, _build_lock_bump_sql), [session_id])
+            return bool(cursor.rowcount == 1)
+        cursor.execute(_cached("lock", connection, _build_lock_sql), [session_id])
+        return cursor.fetchone() is not None
+
+
+def can_fire_without_lock(using: str) -> bool:
+    """Whether a fire may read without the session's lock and write only if nothing moved.
+
+    It needs the fire's whole write, with its version check, in one
+    statement: PostgreSQL's data-modifying CTEs. Elsewhere a fire always
+    takes the lock.
+    """
+    return connections[using].vendor == "postgresql"
 
 
 def read_for_fire(using: str, session_id: int, trigger_name: str) -> FireState:
@@ -107,8 +136,8 @@ def read_for_fire(using: str, session_id: int, trigger_name: str) -> FireState:
             if row[-1] is not None:  # None: never fired
                 state.latest_kwargs[row[-2]] = _json(row[-1])
             continue
-        state.manager_class = row[1]
-        config_values = row[2 : 2 + width]
+        state.manager_class, state.version = row[1], row[2]
+        config_values = row[3 : 3 + width]
         if config_values[0] is None:
             continue
         config = seen_configs.get(config_values[0])
@@ -117,9 +146,9 @@ def read_for_fire(using: str, session_id: int, trigger_name: str) -> FireState:
             config.session_id = session_id
             seen_configs[config.id] = config
             state.configs.append(config)
-            max_number = row[2 + width]
+            max_number = row[3 + width]
             state.next_numbers[config.id] = 0 if max_number is None else max_number + 1
-        instance_values = row[3 + width : -2]
+        instance_values = row[4 + width : -2]
         if instance_values[0] is not None and instance_values[0] not in seen_instances:
             seen_instances.add(instance_values[0])
             instance = _from_db(TaskInstance, using, INSTANCE_FIELDS, instance_values)
@@ -152,17 +181,25 @@ def write_fire(
     created: Sequence[TaskInstance],
     touched: Sequence[TaskInstance],
     fired: FiredTrigger,
-) -> None:
-    """Store what a fire changed: new instances, updated ones, and the fire itself."""
+    state: FireState,
+) -> bool:
+    """Store what a fire changed: new instances, updated ones, the fire itself.
+
+    On PostgreSQL, only if nothing the fire read has changed since: the
+    session's version and the versions of its listening tasks, which the
+    write moves on. Returns ``False``, having written nothing of the fire,
+    if something did (or if an earlier fire with the same event id came
+    first). Elsewhere the fire holds the session's lock, and always writes.
+    """
     connection = connections[using]
-    if connection.features.can_return_rows_from_bulk_insert and connection.vendor == "postgresql":
-        _write_fire_in_one_statement(connection, created, touched, fired)
-        return
+    if connection.vendor == "postgresql":
+        return _write_fire_in_one_statement(connection, created, touched, fired, state)
     if created:
         insert(using, created)
     if touched:
         update_instances(using, touched)
     insert(using, [fired])
+    return True
 
 
 def _write_fire_in_one_statement(
@@ -170,13 +207,31 @@ def _write_fire_in_one_statement(
     created: Sequence[TaskInstance],
     touched: Sequence[TaskInstance],
     fired: FiredTrigger,
-) -> None:
-    """PostgreSQL: every write of the fire in one statement of data-modifying CTEs."""
+    state: FireState,
+) -> bool:
+    """PostgreSQL: every write of the fire in one statement of data-modifying CTEs.
+
+    ``version_check`` holds a share lock on the session (so no other change
+    to it commits meanwhile) and locks the listening tasks in id order (so
+    two fires never deadlock); it yields a row only if none of their
+    versions moved since the fire read them. The fire is inserted only then,
+    and the other writes only if it was.
+    """
     quote = connection.ops.quote_name
-    parts: list[str] = []
-    params: list[Any] = []
+    params: list[Any] = [
+        fired.session_id,
+        state.version,
+        [config.pk for config in state.configs],
+        [config.version for config in state.configs],
+        len(state.configs),
+    ]
+    parts = [_cached("version_check", connection, _build_version_check_sql)]
+    sql, values = _insert_sql(connection, [fired], guard="version_check")
+    parts.append(f"fired AS ({sql} ON CONFLICT DO NOTHING RETURNING {quote('id')})")
+    params += values
+    parts.append(_cached("config_bump", connection, _build_config_bump_sql))
     if created:
-        sql, values = _insert_sql(connection, created)
+        sql, values = _insert_sql(connection, created, guard="fired")
         parts.append(f"new_instances AS ({sql} RETURNING {quote('id')}, {quote('name')})")
         params += values
     meta = TaskInstance._meta
@@ -184,29 +239,30 @@ def _write_fire_in_one_statement(
         "list[Field[Any, Any]]", [meta.get_field(name) for name in INSTANCE_UPDATE_FIELDS]
     )
     for index, instance in enumerate(touched):
-        update_sql = _cached("update", connection, _build_update_sql)
+        update_sql = _cached("guarded_update", connection, _build_guarded_update_sql)
         parts.append(f"updated_{index} AS ({update_sql})")
         params += [
             f.get_db_prep_save(getattr(instance, f.attname), connection) for f in update_fields
         ]
         params.append(instance.pk)
-    sql, values = _insert_sql(connection, [fired])
-    params += values
-    if created:
-        returned = "(SELECT json_agg(json_build_array(id, name)) FROM new_instances)"
-        statement = f"WITH {', '.join(parts)} {sql} RETURNING {returned}"
-    else:
-        statement = (f"WITH {', '.join(parts)} " if parts else "") + f"{sql} RETURNING NULL"
+    new_ids = (
+        "(SELECT json_agg(json_build_array(id, name)) FROM new_instances)" if created else "NULL"
+    )
+    statement = f"WITH {', '.join(parts)} SELECT (SELECT id FROM fired), {new_ids}"
     with connection.cursor() as cursor:
         cursor.execute(statement, params)
-        (new_ids,) = cursor.fetchone()
+        fired_id, created_ids = cursor.fetchone()
+    if fired_id is None:
+        return False
+    fired.pk = fired_id
     if created:
-        ids = dict((name, pk) for pk, name in _json(new_ids))
+        ids = dict((name, pk) for pk, name in _json(created_ids))
         for instance in created:
             instance.pk = ids[instance.name]
     for obj in (*created, fired):
         obj._state.adding = False
         obj._state.db = connection.alias
+    return True
 
 
 def update_instances(
@@ -246,15 +302,16 @@ def insert(using: str, objects: Iterable[Model]) -> None:
         obj._state.db = using
 
 
-def _insert_sql(connection: BaseDatabaseWrapper, objects: Sequence[Model]) -> tuple[str, list[Any]]:
+def _insert_sql(
+    connection: BaseDatabaseWrapper, objects: Sequence[Model], guard: str | None = None
+) -> tuple[str, list[Any]]:
+    """``INSERT`` of the objects; with ``guard``, of none of them if that CTE returned no row."""
     model = type(objects[0])
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    quote = connection.ops.quote_name
-    row = f"({', '.join(['%s'] * len(fields))})"
-    sql = (
-        f"INSERT INTO {quote(model._meta.db_table)} "
-        f"({', '.join(quote(_column(f)) for f in fields)}) "
-        f"VALUES {', '.join([row] * len(objects))}"
+    sql = _cached(
+        f"insert:{model._meta.label}:{len(objects)}:{guard}",
+        connection,
+        partial(_build_insert_sql, model=model, fields=fields, rows=len(objects), guard=guard),
     )
     params = []
     for obj in objects:
@@ -263,6 +320,26 @@ def _insert_sql(connection: BaseDatabaseWrapper, objects: Sequence[Model]) -> tu
             setattr(obj, f.attname, value)
             params.append(f.get_db_prep_save(value, connection))
     return sql, params
+
+
+def _build_insert_sql(
+    connection: BaseDatabaseWrapper,
+    *,
+    model: type[Model],
+    fields: Sequence[Field[Any, Any]],
+    rows: int,
+    guard: str | None,
+) -> str:
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(_column(f)) for f in fields)
+    if guard is None:
+        row = f"({', '.join(['%s'] * len(fields))})"
+        values = f"VALUES {', '.join([row] * rows)}"
+    else:
+        # Typed placeholders: a VALUES list outside INSERT has no column types to infer.
+        row = f"({', '.join(f'%s::{f.cast_db_type(connection)}' for f in fields)})"
+        values = f"SELECT v.* FROM {guard}, (VALUES {', '.join([row] * rows)}) v"
+    return f"INSERT INTO {quote(model._meta.db_table)} ({columns}) {values}"
 
 
 def _column(field: Field[Any, Any] | ForeignObjectRel) -> str:
@@ -339,9 +416,50 @@ def _build_lock_instance_sql(connection: BaseDatabaseWrapper) -> str:
 def _build_lock_sql(connection: BaseDatabaseWrapper) -> str:
     quote = connection.ops.quote_name
     meta = TriggerSession._meta
-    return (
+    sql = (
         f"SELECT {quote(_column(meta.pk))} FROM {quote(meta.db_table)} "
-        f"WHERE {quote(_column(meta.pk))} = %s FOR UPDATE"
+        f"WHERE {quote(_column(meta.pk))} = %s"
+    )
+    return sql + (" FOR UPDATE" if connection.features.has_select_for_update else "")
+
+
+def _build_lock_bump_sql(connection: BaseDatabaseWrapper) -> str:
+    quote = connection.ops.quote_name
+    meta = TriggerSession._meta
+    version = quote(_column(meta.get_field("version")))
+    return (
+        f"UPDATE {quote(meta.db_table)} SET {version} = {version} + 1 "
+        f"WHERE {quote(_column(meta.pk))} = %s"
+    )
+
+
+def _build_version_check_sql(connection: BaseDatabaseWrapper) -> str:
+    quote = connection.ops.quote_name
+    session, config = TriggerSession._meta, TaskConfig._meta
+    session_id, config_id = quote(_column(session.pk)), quote(_column(config.pk))
+    id_type = config.pk.cast_db_type(connection)
+    version = quote(_column(config.get_field("version")))
+    return (
+        f"session_check AS (SELECT 1 FROM {quote(session.db_table)} WHERE {session_id} = %s "
+        f"AND {quote(_column(session.get_field('version')))} = %s FOR SHARE), "
+        f"config_check AS (SELECT c.{config_id} FROM {quote(config.db_table)} c "
+        f"JOIN unnest(%s::{id_type}[], %s::bigint[]) AS e(id, version) "
+        f"ON c.{config_id} = e.id AND c.{version} = e.version "
+        f"WHERE EXISTS (SELECT 1 FROM session_check) ORDER BY c.{config_id} FOR UPDATE OF c), "
+        f"version_check AS (SELECT 1 FROM session_check "
+        f"WHERE (SELECT count(*) FROM config_check) = %s)"
+    )
+
+
+def _build_config_bump_sql(connection: BaseDatabaseWrapper) -> str:
+    quote = connection.ops.quote_name
+    config = TaskConfig._meta
+    config_id = quote(_column(config.pk))
+    version = quote(_column(config.get_field("version")))
+    return (
+        f"config_bump AS (UPDATE {quote(config.db_table)} SET {version} = {version} + 1 "
+        f"WHERE {config_id} IN (SELECT {config_id} FROM config_check) "
+        f"AND EXISTS (SELECT 1 FROM fired))"
     )
 
 
@@ -356,7 +474,7 @@ def _build_read_sql(connection: BaseDatabaseWrapper) -> str:
 
     config_columns = ", ".join(col("c", TaskConfig, name) for name in CONFIG_FIELDS)
     instance_columns = ", ".join(col("i", TaskInstance, name) for name in INSTANCE_FIELDS)
-    blanks = ", ".join(["NULL"] * (2 + len(CONFIG_FIELDS) + len(INSTANCE_FIELDS)))
+    blanks = ", ".join(["NULL"] * (3 + len(CONFIG_FIELDS) + len(INSTANCE_FIELDS)))
     listening = (
         f"SELECT {col('l', TaskListener, 'config')} FROM {table(TaskListener)} l "
         f"WHERE {col('l', TaskListener, 'session')} = %s "
@@ -364,7 +482,8 @@ def _build_read_sql(connection: BaseDatabaseWrapper) -> str:
     )
     return (
         # The listening configs, their open instances and next numbers...
-        f"SELECT 'c', {col('s', TriggerSession, 'manager_class')}, {config_columns}, "
+        f"SELECT 'c', {col('s', TriggerSession, 'manager_class')}, "
+        f"{col('s', TriggerSession, 'version')}, {config_columns}, "
         f"(SELECT MAX({col('n', TaskInstance, 'number')}) FROM {table(TaskInstance)} n "
         f"WHERE {col('n', TaskInstance, 'config')} = {col('c', TaskConfig, 'id')}), "
         f"{instance_columns}, NULL, NULL "
@@ -389,8 +508,12 @@ def _build_read_sql(connection: BaseDatabaseWrapper) -> str:
         f"FROM (SELECT DISTINCT {col('m', TaskListener, 'trigger_name')} AS name "
         f"FROM {table(TaskListener)} m "
         f"WHERE {col('m', TaskListener, 'config')} IN ({listening})) t "
-        f"ORDER BY 1, 3, {4 + len(CONFIG_FIELDS) + INSTANCE_FIELDS.index('number')}"
+        f"ORDER BY 1, 4, {5 + len(CONFIG_FIELDS) + INSTANCE_FIELDS.index('number')}"
     )
+
+
+def _build_guarded_update_sql(connection: BaseDatabaseWrapper) -> str:
+    return f"{_build_update_sql(connection)} AND EXISTS (SELECT 1 FROM fired)"
 
 
 def _build_update_sql(
