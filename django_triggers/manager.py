@@ -12,6 +12,7 @@ fire runs again under the lock.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 import uuid
@@ -21,7 +22,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from django.db import transaction
+from django.db import router, transaction
 from django.db.models import Exists, Max, OuterRef, Subquery
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -60,6 +61,12 @@ REPLAYED = TaskInstance.REPLAYED
 SKIPPED = TaskInstance.SKIPPED
 ABANDONED = TaskInstance.ABANDONED
 
+#: The session row a worker has just read, for the manager it is building
+#: (see ``TriggerManager._with_session``): the constructor need not read it again.
+_known_session: contextvars.ContextVar[TriggerSession | None] = contextvars.ContextVar(
+    "django_triggers_known_session", default=None
+)
+
 
 class TriggerManager:
     """Controller of one trigger session, created (or found) by its uid.
@@ -80,9 +87,13 @@ class TriggerManager:
         if len(session_uid) > 255:
             raise ValueError(f"a session uid is at most 255 characters, not {len(session_uid)}")
         self.session_uid = session_uid
-        self.session, _ = TriggerSession.objects.get_or_create(
-            uid=session_uid, defaults={"manager_class": self.class_path()}
-        )
+        known = _known_session.get()
+        if known is not None and known.uid == session_uid:
+            self.session = known
+        else:
+            self.session, _ = TriggerSession.objects.get_or_create(
+                uid=session_uid, defaults={"manager_class": self.class_path()}
+            )
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.session_uid!r}>"
@@ -118,6 +129,54 @@ class TriggerManager:
         )
         if path is None:
             raise SessionNotFound(f"no trigger session has the uid {session_uid!r}")
+        return TriggerManager._class_from_path(session_uid, path)
+
+    @staticmethod
+    def _start_for_worker(
+        session_uid: str, instance_name: str
+    ) -> tuple[TriggerManager, TaskInstance | None]:
+        """The session's manager (of its recorded class) and the instance, now ``running``.
+
+        ``None`` for the instance if it was not ``scheduled`` (a duplicate or
+        late delivery). On PostgreSQL one statement both starts the instance
+        and reads the session. Raises ``SessionNotFound``, or
+        ``ManagerClassError`` once the instance has been failed with it.
+        """
+        using = router.db_for_write(TriggerSession)
+        started = queries.start_by_uid(using, session_uid, instance_name, timezone.now())
+        if started is None:
+            session = TriggerSession.objects.using(using).filter(uid=session_uid).first()
+            if session is None:
+                raise SessionNotFound(f"no trigger session has the uid {session_uid!r}")
+            instance = None
+        else:
+            session, instance = started
+        try:
+            manager_class = TriggerManager._class_from_path(session_uid, session.manager_class)
+        except ManagerClassError as exc:
+            fallback = TriggerManager._with_session(TriggerManager, session)
+            if instance is not None or fallback._start_instance(instance_name) is not None:
+                fallback._fail_instance(instance_name, exc)
+            raise
+        manager = TriggerManager._with_session(manager_class, session)
+        if instance is None:
+            return manager, manager._start_instance(instance_name)
+        manager._on_status_change(instance, SCHEDULED, RUNNING)
+        return manager, instance
+
+    @staticmethod
+    def _with_session(
+        manager_class: type[TriggerManager], session: TriggerSession
+    ) -> TriggerManager:
+        """A manager of a session already read: its constructor does not read it again."""
+        token = _known_session.set(session)
+        try:
+            return manager_class(session.uid)
+        finally:
+            _known_session.reset(token)
+
+    @staticmethod
+    def _class_from_path(session_uid: str, path: str) -> type[TriggerManager]:
         if not path:
             return TriggerManager
         try:
@@ -212,17 +271,29 @@ class TriggerManager:
             raise ValueError(f"unknown fire source {source!r}")
         if event_id is not None and (not isinstance(event_id, str) or not 0 < len(event_id) <= 255):
             raise ValueError(f"an event id is a string of 1 to 255 characters, not {event_id!r}")
-        contention_key = (self._db, self.session.pk)
-        if queries.can_fire_without_lock(self._db) and not _recently_contended(contention_key):
-            # Read without the lock, write only if the session has not moved
-            # since: two statements instead of five, when nobody else is
-            # firing into the session at the same moment.
+        if self._may_fire_without_lock():
+            # Read without the lock, write only if nothing read has changed
+            # since: two statements instead of five, unless another fire
+            # into a task of this one commits in between.
             scheduled = self._apply_fire(trigger_name, kwargs, source, event_id, optimistic=True)
             if scheduled is not None:
                 return scheduled
-            _note_contention(contention_key)
+            self._note_contention()
         with self._locked(bump=False):  # the fire's write moves the version on
             return self._fire_locked(trigger_name, kwargs, source, event_id)
+
+    def _may_fire_without_lock(self) -> bool:
+        """Whether the next fire may try without the session's lock (see ``queries``)."""
+        if not queries.can_fire_without_lock(self._db):
+            return False
+        noted = _contended.get((self._db, self.session.pk))
+        return noted is None or time.monotonic() - noted >= CONTENTION_MEMORY
+
+    def _note_contention(self) -> None:
+        """Remember that a fire without the lock lost a race in this session."""
+        if len(_contended) >= 1000:
+            _contended.clear()
+        _contended[(self._db, self.session.pk)] = time.monotonic()
 
     def _fire_locked(
         self,
@@ -271,13 +342,17 @@ class TriggerManager:
         event_id: str | None = None,
         *,
         optimistic: bool = False,
+        finishing: TaskInstance | None = None,
     ) -> list[TaskInstance] | None:
         """Apply a fire; return the instances it scheduled.
 
-        Called under the session's lock, or, ``optimistic``, without it:
-        then ``None`` means another change to the session came between the
-        read and the write, and nothing was written.
+        Called under the session's lock, or, ``optimistic`` (or
+        ``finishing``), without it: then ``None`` means that something the
+        fire read changed before its write, and nothing was written. With
+        ``finishing``, the fire is that running instance's cascade, and the
+        same write finishes it (``None`` too if it is no longer running).
         """
+        optimistic = optimistic or finishing is not None
         state = queries.read_for_fire(self._db, self.session.pk, trigger_name)
         if optimistic and state.manager_class != self.class_path():
             return None  # recording the manager class takes the lock
@@ -289,6 +364,8 @@ class TriggerManager:
 
         now = timezone.now()
         status_changes: list[StatusChange] = []
+        if finishing is not None:
+            status_changes.append((finishing, RUNNING, FINISHED))
         touched: list[TaskInstance] = []
         needs_new: list[TaskConfig] = []
         for config in state.configs:
@@ -345,7 +422,8 @@ class TriggerManager:
             scheduled_instances=[instance.name for instance in scheduled],
             fired_at=now,
         )
-        if not queries.write_fire(self._db, created, touched, fired, state):
+        finished = None if finishing is None else queries.Finishing(finishing.pk, kwargs, now)
+        if not queries.write_fire(self._db, created, touched, fired, state, finished):
             return None
         for change in status_changes:
             self._on_status_change(*change)
@@ -789,6 +867,9 @@ class TriggerManager:
 
         The instance's row lock is enough: fires only change unstarted instances.
         """
+        started = self._transition(instance_name, SCHEDULED, RUNNING)
+        if started is not None:
+            return started
         with transaction.atomic(using=self._db):
             instance = self._lock_instance(instance_name)
             if instance.status != SCHEDULED:
@@ -825,6 +906,15 @@ class TriggerManager:
         return target
 
     def _finish_instance(self, instance: TaskInstance, result: dict[str, Any]) -> None:
+        if self._may_fire_without_lock():
+            # The cascade's write finishes the instance too: one statement.
+            cascade = FiredTrigger.CASCADE
+            if (
+                self._apply_fire(instance.task_name, result, cascade, finishing=instance)
+                is not None
+            ):
+                return
+            self._note_contention()
         with self._locked(bump=False):
             running = self._lock_running(instance, "finished")
             if running is None:
@@ -978,6 +1068,22 @@ class TriggerManager:
             )
             self.session.manager_class = path
 
+    def _transition(
+        self, instance: InstanceRef, old: str, new: str, values: dict[str, Any] | None = None
+    ) -> TaskInstance | None:
+        """Move the instance from ``old`` to ``new`` in one statement, where the database can.
+
+        ``None`` if it did not (not ``old``, absent, or not PostgreSQL): the
+        caller then takes the instance's lock and checks, as before.
+        """
+        name = self._instance_name(instance)
+        moved = queries.transition_instance(
+            self._db, self.session.pk, name, old, new, timezone.now(), values
+        )
+        if moved is not None:
+            self._on_status_change(moved, old, new)
+        return moved
+
     def _lock_instance(self, instance: InstanceRef) -> TaskInstance:
         name = self._instance_name(instance)
         locked = queries.lock_instance(self._db, self.session.pk, name)
@@ -1004,17 +1110,6 @@ class TriggerManager:
 #: after a fire without it lost the race to another change of that session.
 CONTENTION_MEMORY = 1.0
 _contended: dict[tuple[str, int], float] = {}
-
-
-def _recently_contended(key: tuple[str, int]) -> bool:
-    noted = _contended.get(key)
-    return noted is not None and time.monotonic() - noted < CONTENTION_MEMORY
-
-
-def _note_contention(key: tuple[str, int]) -> None:
-    if len(_contended) >= 1000:
-        _contended.clear()
-    _contended[key] = time.monotonic()
 
 
 def _apply_trigger(

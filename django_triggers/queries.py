@@ -16,6 +16,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
@@ -169,11 +170,89 @@ def lock_instance(using: str, session_id: int, name: str) -> TaskInstance | None
         row = cursor.fetchone()
     if row is None:
         return None
+    return _instance_with_config(using, row)
+
+
+def _instance_with_config(using: str, row: Sequence[Any]) -> TaskInstance:
+    """An instance and its config from a row of all their columns, in field order."""
     instance_names = [f.attname for f in TaskInstance._meta.concrete_fields]
     config_names = [f.attname for f in TaskConfig._meta.concrete_fields]
     instance = _from_db(TaskInstance, using, instance_names, row[: len(instance_names)])
     instance.config = _from_db(TaskConfig, using, config_names, row[len(instance_names) :])
-    return instance
+    return cast(TaskInstance, instance)
+
+
+def transition_instance(
+    using: str,
+    session_id: int,
+    name: str,
+    old: str,
+    new: str,
+    when: datetime,
+    values: dict[str, Any] | None = None,
+) -> TaskInstance | None:
+    """PostgreSQL: move instance ``name`` from ``old`` to ``new`` in one statement.
+
+    A worker's start and finish are each one round trip then, instead of a
+    locking read and a write (and, for a start, its own BEGIN and COMMIT).
+    Stamps the instance as ``TriggerManager._set_status`` does, writes
+    ``values`` (field names to Python values) and returns the instance as
+    updated, with its config. ``None`` if it is not ``old`` (or absent), and
+    on other databases: the caller then locks the instance and checks.
+    """
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return None
+    values = values or {}
+    sql = _cached(
+        f"transition:{','.join(values)}",
+        connection,
+        partial(_build_transition_sql, names=tuple(values)),
+    )
+    params = [*_status_params(connection, new, when, values), session_id, name, old]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return None if row is None else _instance_with_config(using, row)
+
+
+def start_by_uid(
+    using: str, session_uid: str, name: str, when: datetime
+) -> tuple[TriggerSession, TaskInstance] | None:
+    """PostgreSQL: move instance ``name`` of session ``session_uid`` from ``scheduled`` to
+    ``running`` in one statement; return its session and the instance, with its config.
+
+    A worker starting a task needs nothing else from the database. ``None``
+    if the instance is not scheduled (or absent), and on other databases.
+    """
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return None
+    sql = _cached("start_by_uid", connection, partial(_build_transition_sql, by_uid=True))
+    params = [
+        *_status_params(connection, TaskInstance.RUNNING, when, {}),
+        session_uid,
+        name,
+        TaskInstance.SCHEDULED,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    width = len(TaskInstance._meta.concrete_fields) + len(TaskConfig._meta.concrete_fields)
+    session_names = [f.attname for f in TriggerSession._meta.concrete_fields]
+    session = _from_db(TriggerSession, using, session_names, row[width:])
+    return session, _instance_with_config(using, row[:width])
+
+
+@dataclass
+class Finishing:
+    """A running instance whose cascade the fire is: finished by the fire's own write."""
+
+    pk: int
+    result: Any
+    when: datetime
 
 
 def write_fire(
@@ -182,6 +261,7 @@ def write_fire(
     touched: Sequence[TaskInstance],
     fired: FiredTrigger,
     state: FireState,
+    finishing: Finishing | None = None,
 ) -> bool:
     """Store what a fire changed: new instances, updated ones, the fire itself.
 
@@ -189,11 +269,16 @@ def write_fire(
     session's version and the versions of its listening tasks, which the
     write moves on. Returns ``False``, having written nothing of the fire,
     if something did (or if an earlier fire with the same event id came
-    first). Elsewhere the fire holds the session's lock, and always writes.
+    first). With ``finishing`` (PostgreSQL only), the write also moves that
+    instance from ``running`` to ``finished``, and writes nothing if it is no
+    longer running. Elsewhere the fire holds the session's lock, and always
+    writes.
     """
     connection = connections[using]
     if connection.vendor == "postgresql":
-        return _write_fire_in_one_statement(connection, created, touched, fired, state)
+        return _write_fire_in_one_statement(connection, created, touched, fired, state, finishing)
+    if finishing is not None:
+        raise ValueError("only a fire written in one statement can finish an instance")
     if created:
         insert(using, created)
     if touched:
@@ -208,6 +293,7 @@ def _write_fire_in_one_statement(
     touched: Sequence[TaskInstance],
     fired: FiredTrigger,
     state: FireState,
+    finishing: Finishing | None,
 ) -> bool:
     """PostgreSQL: every write of the fire in one statement of data-modifying CTEs.
 
@@ -226,7 +312,15 @@ def _write_fire_in_one_statement(
         len(state.configs),
     ]
     parts = [_cached("version_check", connection, _build_version_check_sql)]
-    sql, values = _insert_sql(connection, [fired], guard="version_check")
+    guard = "version_check"
+    if finishing is not None:
+        parts.append(_cached("finish", connection, _build_finish_sql))
+        params += _status_params(
+            connection, TaskInstance.FINISHED, finishing.when, {"result": finishing.result}
+        )
+        params += [finishing.pk, TaskInstance.RUNNING]
+        guard = "finish"
+    sql, values = _insert_sql(connection, [fired], guard=guard)
     parts.append(f"fired AS ({sql} ON CONFLICT DO NOTHING RETURNING {quote('id')})")
     params += values
     parts.append(_cached("config_bump", connection, _build_config_bump_sql))
@@ -411,6 +505,96 @@ def _build_lock_instance_sql(connection: BaseDatabaseWrapper) -> str:
     if connection.features.has_select_for_update_of:
         sql += " FOR UPDATE OF i"
     return sql
+
+
+def _build_status_assignments(connection: BaseDatabaseWrapper, names: Sequence[str]) -> str:
+    """``SET`` list of a status change of instance ``i`` (see :func:`_status_params`)."""
+    quote = connection.ops.quote_name
+    instance = TaskInstance._meta
+
+    def column(name: str) -> str:
+        return quote(_column(instance.get_field(name)))
+
+    metadata = f"i.{column('metadata')}"
+    assignments = [
+        f"{column('status')} = %s",
+        f"{column('status_changed_at')} = %s",
+        f"{column('modified')} = %s",
+        # What _stamp and _set_status do to the metadata, done by the server,
+        # so that metadata written meanwhile (by the task itself) is kept.
+        f"{column('metadata')} = {metadata} || jsonb_build_object('timestamps', "
+        f"COALESCE({metadata} -> 'timestamps', '{{}}'::jsonb) || "
+        f"jsonb_build_object('last_modified', %s::text, %s::text, %s::text))",
+        *(f"{column(name)} = %s" for name in names),
+    ]
+    return ", ".join(assignments)
+
+
+def _status_params(
+    connection: BaseDatabaseWrapper, new: str, when: datetime, values: dict[str, Any]
+) -> list[Any]:
+    """Parameters of :func:`_build_status_assignments`, for ``values`` (field names to values)."""
+    meta = TaskInstance._meta
+    when_db = meta.get_field("status_changed_at").get_db_prep_save(when, connection)
+    iso = when.isoformat()
+    return [
+        new,
+        when_db,
+        when_db,
+        iso,
+        new,
+        iso,
+        *(
+            cast("Field[Any, Any]", meta.get_field(name)).get_db_prep_save(value, connection)
+            for name, value in values.items()
+        ),
+    ]
+
+
+def _build_transition_sql(
+    connection: BaseDatabaseWrapper, names: Sequence[str] = (), by_uid: bool = False
+) -> str:
+    """The status change of an instance given by session id (or uid) and name, if in a status.
+
+    Returns the instance's columns and its config's (and, ``by_uid``, its session's).
+    """
+    quote = connection.ops.quote_name
+    instance, config, session = TaskInstance._meta, TaskConfig._meta, TriggerSession._meta
+
+    def column(name: str) -> str:
+        return quote(_column(instance.get_field(name)))
+
+    returned = [f"i.{quote(_column(f))}" for f in instance.concrete_fields]
+    returned += [f"c.{quote(_column(f))}" for f in config.concrete_fields]
+    tables = f"{quote(config.db_table)} c"
+    session_is = f"i.{column('session')} = %s"
+    if by_uid:
+        returned += [f"s.{quote(_column(f))}" for f in session.concrete_fields]
+        tables += f", {quote(session.db_table)} s"
+        session_is = (
+            f"s.{quote(_column(session.pk))} = i.{column('session')} "
+            f"AND s.{quote(_column(session.get_field('uid')))} = %s"
+        )
+    return (
+        f"UPDATE {quote(instance.db_table)} i SET {_build_status_assignments(connection, names)} "
+        f"FROM {tables} "
+        f"WHERE c.{quote(_column(config.pk))} = i.{column('config')} "
+        f"AND {session_is} AND i.{column('name')} = %s "
+        f"AND i.{column('status')} = %s "
+        f"RETURNING {', '.join(returned)}"
+    )
+
+
+def _build_finish_sql(connection: BaseDatabaseWrapper) -> str:
+    quote = connection.ops.quote_name
+    instance = TaskInstance._meta
+    return (
+        f"finish AS (UPDATE {quote(instance.db_table)} i "
+        f"SET {_build_status_assignments(connection, ['result'])} "
+        f"WHERE i.{quote(_column(instance.pk))} = %s "
+        f"AND i.{quote(_column(instance.get_field('status')))} = %s "
+        f"AND EXISTS (SELECT 1 FROM version_check) RETURNING 1)"
+    )
 
 
 def _build_lock_sql(connection: BaseDatabaseWrapper) -> str:

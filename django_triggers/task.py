@@ -203,7 +203,7 @@ class TriggerTask(Task):
         from django_triggers.manager import TriggerManager
 
         try:
-            manager_class = TriggerManager.class_for_session(session_uid)
+            manager, instance = TriggerManager._start_for_worker(session_uid, instance_name)
         except SessionNotFound:
             logger.warning(
                 "Session %s of task instance %s no longer exists: nothing to run",
@@ -212,12 +212,11 @@ class TriggerTask(Task):
             )
             return None
         except ManagerClassError as exc:
-            manager = TriggerManager(session_uid)
-            if manager._start_instance(instance_name) is not None:
-                manager._fail_instance(instance_name, exc)
             logger.error("Task instance %s failed: %s", instance_name, exc)
             return None
-        return self.execute(manager_class, session_uid, instance_name)
+        if instance is None:
+            return None
+        return self._run_started(manager, instance)
 
     def execute(
         self, manager_class: type[TriggerManager], session_uid: str, instance_name: str
@@ -227,6 +226,13 @@ class TriggerTask(Task):
         instance = manager._start_instance(instance_name)
         if instance is None:
             return None
+        return self._run_started(manager, instance)
+
+    def _run_started(
+        self, manager: TriggerManager, instance: TaskInstance
+    ) -> dict[str, Any] | None:
+        """Run an instance just moved to ``running``, and record how it ended."""
+        session_uid, instance_name = manager.session_uid, instance.name
         context = TaskContext(manager, instance, self)
         token = _current_context.set(context)
         try:

@@ -140,6 +140,11 @@ CELERY_RESULT_EXTENDED = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fixup closes every database connection before and after each
+# task, whatever CONN_MAX_AGE says, unless this is set: each task would then
+# connect again and lose the connection's prepared statements. With it set,
+# example_project/celery.py gives tasks the connection lifecycle of requests.
+CELERY_DB_REUSE_MAX = 1_000_000_000
 
 # Without a broker the demo runs tasks in threads; with one, on Celery workers.
 TRIGGERS_DEFAULT_RUNNER = os.environ.get(
