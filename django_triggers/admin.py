@@ -734,7 +734,7 @@ class TaskInstanceAdmin(OperatorAdmin):
         "created",
     ]
     list_filter = ["status", LogsFilter, "created"]
-    search_fields = ["name", "session__uid", "celery_task_id"]
+    search_fields = ["name", "session__uid", "=celery_task_id"]
     list_select_related = ["session"]
     actions = ["replay_instances", "skip_instances", "mark_logs_resolved"]
     fieldsets = [

@@ -38,7 +38,11 @@ class TriggerSession(models.Model):
 class TaskConfig(models.Model):
     """A trigger task as configured in one session."""
 
-    session = models.ForeignKey(TriggerSession, on_delete=models.CASCADE, related_name="configs")
+    # Indexed by the unique (session, name) constraint; as for every foreign key
+    # below with db_index=False, an index of its own would only slow writes.
+    session = models.ForeignKey(
+        TriggerSession, on_delete=models.CASCADE, related_name="configs", db_index=False
+    )
     name = models.CharField(max_length=255)
     #: Every trigger that must fire before an instance runs, ``andEvery`` included.
     after = models.JSONField(default=list)
@@ -97,8 +101,12 @@ class TaskListener(models.Model):
     UNLESS = "unless"
     ROLE_CHOICES = [(AFTER, "after"), (UNLESS, "unless")]
 
-    session = models.ForeignKey(TriggerSession, on_delete=models.CASCADE, related_name="+")
-    config = models.ForeignKey(TaskConfig, on_delete=models.CASCADE, related_name="listeners")
+    session = models.ForeignKey(
+        TriggerSession, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    config = models.ForeignKey(
+        TaskConfig, on_delete=models.CASCADE, related_name="listeners", db_index=False
+    )
     trigger_name = models.CharField(max_length=255)
     role = models.CharField(max_length=6, choices=ROLE_CHOICES)
 
@@ -136,7 +144,9 @@ class FiredTrigger(models.Model):
         (DEADLINE, "deadline of a waiting task"),
     ]
 
-    session = models.ForeignKey(TriggerSession, on_delete=models.CASCADE, related_name="fired")
+    session = models.ForeignKey(
+        TriggerSession, on_delete=models.CASCADE, related_name="fired", db_index=False
+    )
     trigger_name = models.CharField(max_length=255)
     kwargs = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
     source = models.CharField(max_length=16, choices=SOURCE_CHOICES, default=APPLICATION)
@@ -190,8 +200,12 @@ class TaskInstance(models.Model):
     #: Statuses in which the logs of an instance no longer need attention.
     LOGS_IRRELEVANT_STATUSES = frozenset({ABANDONED, REPLAYED, SKIPPED})
 
-    session = models.ForeignKey(TriggerSession, on_delete=models.CASCADE, related_name="instances")
-    config = models.ForeignKey(TaskConfig, on_delete=models.CASCADE, related_name="instances")
+    session = models.ForeignKey(
+        TriggerSession, on_delete=models.CASCADE, related_name="instances", db_index=False
+    )
+    config = models.ForeignKey(
+        TaskConfig, on_delete=models.CASCADE, related_name="instances", db_index=False
+    )
     #: ``"<task>#<number>"``, unique in the session.
     name = models.CharField(max_length=255)
     task_name = models.CharField(max_length=255)
@@ -206,7 +220,12 @@ class TaskInstance(models.Model):
     log_level = models.PositiveSmallIntegerField(default=logging.NOTSET)
     logs_marked_resolved = models.BooleanField(default=False)
     parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replays"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="replays",
+        db_index=False,  # a partial index: most instances have no parent
     )
     retries = models.PositiveIntegerField(default=0)
     #: Not to be started before this time (a retry's cooldown).
@@ -214,7 +233,7 @@ class TaskInstance(models.Model):
     #: Abandoned if still unstarted at this time (the task's ``within``).
     deadline = models.DateTimeField(null=True, blank=True)
     #: Id of the Celery task that runs it, chosen when it is scheduled.
-    celery_task_id = models.CharField(max_length=255, blank=True, default="", db_index=True)
+    celery_task_id = models.CharField(max_length=255, blank=True, default="")
     #: When it was handed to its runner: set in the transaction that schedules it,
     #: cleared if the runner refuses it (the broker is down, say).
     dispatched_at = models.DateTimeField(null=True, blank=True)
@@ -256,6 +275,12 @@ class TaskInstance(models.Model):
                 name="triggers_instance_deadline",
                 condition=Q(status="unstarted", deadline__isnull=False),
             ),
+            models.Index(
+                fields=["parent"],
+                name="triggers_instance_parent",
+                condition=Q(parent__isnull=False),
+            ),
+            models.Index(fields=["celery_task_id"], name="triggers_instance_celery_task"),
         ]
 
     def __str__(self) -> str:

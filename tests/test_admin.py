@@ -400,6 +400,16 @@ def test_instance_list_searches_by_session_uid(admin_client, failed):
     assert [i.name for i in response.context["cl"].result_list] == ["t_x#0"]
 
 
+def test_instance_list_finds_an_instance_by_its_whole_celery_task_id(admin_client, failed):
+    other = TriggerManager("elsewhere")
+    other.update_configuration({"t_x": task(["x"])})
+    other.fire("x")
+
+    response = admin_client.get(reverse(CHANGELIST), {"q": failed.celery_task_id})
+
+    assert [i.name for i in response.context["cl"].result_list] == [failed.name]
+
+
 def test_instance_page_shows_kwargs_traceback_context_and_timestamps(admin_client, failed):
     html = admin_client.get(instance_url(failed)).content.decode()
 
