@@ -304,14 +304,17 @@ def _write_fire_in_one_statement(
     and the other writes only if it was.
     """
     quote = connection.ops.quote_name
-    params: list[Any] = [
-        fired.session_id,
-        state.version,
-        [config.pk for config in state.configs],
-        [config.version for config in state.configs],
-        len(state.configs),
+    tasks = len(state.configs)
+    params: list[Any] = [fired.session_id, state.version]
+    params += [config.pk for config in state.configs]
+    params += [value for config in state.configs for value in (config.pk, config.version)]
+    parts = [
+        _cached(
+            f"version_check:{tasks}",
+            connection,
+            partial(_build_version_check_sql, tasks=tasks),
+        )
     ]
-    parts = [_cached("version_check", connection, _build_version_check_sql)]
     guard = "version_check"
     if finishing is not None:
         parts.append(_cached("finish", connection, _build_finish_sql))
@@ -617,21 +620,33 @@ def _build_lock_bump_sql(connection: BaseDatabaseWrapper) -> str:
     )
 
 
-def _build_version_check_sql(connection: BaseDatabaseWrapper) -> str:
+def _build_version_check_sql(connection: BaseDatabaseWrapper, tasks: int) -> str:
+    """The checks of a fire's write, for a fire read with ``tasks`` listening tasks.
+
+    One placeholder per task rather than an array: PostgreSQL then plans the
+    statement once and reuses the plan, whereas for an array of unknown
+    length it plans it again at every execution.
+    """
     quote = connection.ops.quote_name
     session, config = TriggerSession._meta, TaskConfig._meta
     session_id, config_id = quote(_column(session.pk)), quote(_column(config.pk))
-    id_type = config.pk.cast_db_type(connection)
     version = quote(_column(config.get_field("version")))
+    if tasks:
+        ids = ", ".join(["%s"] * tasks)
+        pairs = ", ".join(["(%s, %s)"] * tasks)
+        unchanged = (
+            f"c.{config_id} IN ({ids}) AND (c.{config_id}, c.{version}) IN ({pairs}) "
+            f"AND EXISTS (SELECT 1 FROM session_check)"
+        )
+    else:
+        unchanged = "false"
     return (
         f"session_check AS (SELECT 1 FROM {quote(session.db_table)} WHERE {session_id} = %s "
         f"AND {quote(_column(session.get_field('version')))} = %s FOR SHARE), "
         f"config_check AS (SELECT c.{config_id} FROM {quote(config.db_table)} c "
-        f"JOIN unnest(%s::{id_type}[], %s::bigint[]) AS e(id, version) "
-        f"ON c.{config_id} = e.id AND c.{version} = e.version "
-        f"WHERE EXISTS (SELECT 1 FROM session_check) ORDER BY c.{config_id} FOR UPDATE OF c), "
+        f"WHERE {unchanged} ORDER BY c.{config_id} FOR UPDATE OF c), "
         f"version_check AS (SELECT 1 FROM session_check "
-        f"WHERE (SELECT count(*) FROM config_check) = %s)"
+        f"WHERE (SELECT count(*) FROM config_check) = {tasks})"
     )
 
 
