@@ -1068,17 +1068,15 @@ class TriggerManager:
             )
             self.session.manager_class = path
 
-    def _transition(
-        self, instance: InstanceRef, old: str, new: str, values: dict[str, Any] | None = None
-    ) -> TaskInstance | None:
+    def _transition(self, instance: InstanceRef, old: str, new: str) -> TaskInstance | None:
         """Move the instance from ``old`` to ``new`` in one statement, where the database can.
 
         ``None`` if it did not (not ``old``, absent, or not PostgreSQL): the
-        caller then takes the instance's lock and checks, as before.
+        caller then takes the instance's lock and checks why.
         """
         name = self._instance_name(instance)
         moved = queries.transition_instance(
-            self._db, self.session.pk, name, old, new, timezone.now(), values
+            self._db, self.session.pk, name, old, new, timezone.now()
         )
         if moved is not None:
             self._on_status_change(moved, old, new)

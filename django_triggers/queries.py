@@ -183,33 +183,21 @@ def _instance_with_config(using: str, row: Sequence[Any]) -> TaskInstance:
 
 
 def transition_instance(
-    using: str,
-    session_id: int,
-    name: str,
-    old: str,
-    new: str,
-    when: datetime,
-    values: dict[str, Any] | None = None,
+    using: str, session_id: int, name: str, old: str, new: str, when: datetime
 ) -> TaskInstance | None:
     """PostgreSQL: move instance ``name`` from ``old`` to ``new`` in one statement.
 
-    A worker's start and finish are each one round trip then, instead of a
-    locking read and a write (and, for a start, its own BEGIN and COMMIT).
-    Stamps the instance as ``TriggerManager._set_status`` does, writes
-    ``values`` (field names to Python values) and returns the instance as
-    updated, with its config. ``None`` if it is not ``old`` (or absent), and
-    on other databases: the caller then locks the instance and checks.
+    One round trip instead of a locking read and a write (and their own
+    BEGIN and COMMIT). Stamps the instance as ``TriggerManager._set_status``
+    does and returns it as updated, with its config. ``None`` if it is not
+    ``old`` (or absent), and on other databases: the caller then locks the
+    instance and checks.
     """
     connection = connections[using]
     if connection.vendor != "postgresql":
         return None
-    values = values or {}
-    sql = _cached(
-        f"transition:{','.join(values)}",
-        connection,
-        partial(_build_transition_sql, names=tuple(values)),
-    )
-    params = [*_status_params(connection, new, when, values), session_id, name, old]
+    sql = _cached("transition", connection, _build_transition_sql)
+    params = [*_status_params(connection, new, when, {}), session_id, name, old]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
