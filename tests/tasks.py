@@ -214,6 +214,20 @@ class CountRuns(TriggerTask):
         return {"runs": runs}
 
 
+class ReportDatabaseBackend(TriggerTask):
+    """Return the process id of the PostgreSQL backend its worker is connected to."""
+
+    name = "tests.ReportDatabaseBackend"
+
+    def _run(self, context: TaskContext) -> dict[str, Any]:
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            (pid,) = cursor.fetchone()
+        return {"backend_pid": pid}
+
+
 def block_key(session_uid: str, instance_name: str) -> str:
     """Redis key prefix of one ``BlockUntilReleased`` instance."""
     return f"django-triggers-tests:block:{session_uid}:{instance_name}"
@@ -267,5 +281,6 @@ for task_class in (
     DescribeContext,
     RetryOnceAfterCooldown,
     CountRuns,
+    ReportDatabaseBackend,
 ):
     app.register_task(task_class())

@@ -161,6 +161,25 @@ def test_a_retry_runs_its_clone_on_the_worker_only_after_the_cooldown(redis_work
     assert started_at >= failed_at + datetime.timedelta(seconds=cooldown)
 
 
+def test_worker_processes_keep_their_database_connections_from_one_task_to_the_next(
+    redis_worker,
+):
+    chain = [f"t_{i}" for i in range(6)]
+    manager = new_manager(
+        {
+            name: {"after": [chain[i - 1] if i else "start"], "run": "tests.ReportDatabaseBackend"}
+            for i, name in enumerate(chain)
+        }
+    )
+
+    manager.fire("start")
+
+    wait_for_status(manager, f"{chain[-1]}#0", TaskInstance.FINISHED, redis_worker)
+    backends = {manager.get_instance(f"{name}#0").result["backend_pid"] for name in chain}
+    # One connection per pool process (the worker runs two), not one per task.
+    assert len(backends) <= 2, backends
+
+
 def test_a_message_delivered_twice_runs_the_task_body_once(redis_worker):
     manager = new_manager({"t_count": {"after": ["start"], "run": "tests.CountRuns"}})
     counter = redis.Redis.from_url(REDIS_BROKER_URL)
