@@ -155,6 +155,8 @@ class TriggerManager:
             manager_class = TriggerManager._class_from_path(session_uid, session.manager_class)
         except ManagerClassError as exc:
             fallback = TriggerManager._with_session(TriggerManager, session)
+            if instance is not None:
+                fallback._on_status_change(instance, SCHEDULED, RUNNING)
             if instance is not None or fallback._start_instance(instance_name) is not None:
                 fallback._fail_instance(instance_name, exc)
             raise

@@ -542,9 +542,7 @@ def _status_params(
     ]
 
 
-def _build_transition_sql(
-    connection: BaseDatabaseWrapper, names: Sequence[str] = (), by_uid: bool = False
-) -> str:
+def _build_transition_sql(connection: BaseDatabaseWrapper, by_uid: bool = False) -> str:
     """The status change of an instance given by session id (or uid) and name, if in a status.
 
     Returns the instance's columns and its config's (and, ``by_uid``, its session's).
@@ -567,7 +565,7 @@ def _build_transition_sql(
             f"AND s.{quote(_column(session.get_field('uid')))} = %s"
         )
     return (
-        f"UPDATE {quote(instance.db_table)} i SET {_build_status_assignments(connection, names)} "
+        f"UPDATE {quote(instance.db_table)} i SET {_build_status_assignments(connection, ())} "
         f"FROM {tables} "
         f"WHERE c.{quote(_column(config.pk))} = i.{column('config')} "
         f"AND {session_is} AND i.{column('name')} = %s "

@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from django_triggers import queries
+from django_triggers import queries, signals
 from django_triggers.manager import TriggerManager
 from django_triggers.models import FiredTrigger, TaskInstance, TriggerSession
 from example_project.celery import app as celery_app
@@ -123,6 +123,22 @@ def test_the_worker_fails_an_instance_whose_manager_class_cannot_be_imported(cha
     assert failed.status == TaskInstance.FAILED
     assert failed.metadata["exception_type"] == "django_triggers.exceptions.ManagerClassError"
     assert "nowhere.Missing" in failed.metadata["exception_message"]
+
+
+def test_an_instance_failed_for_its_manager_class_signals_that_it_ran_then_failed(chain):
+    TriggerSession.objects.filter(pk=chain.session.pk).update(manager_class="nowhere.Missing")
+    changes = []
+
+    def record(sender, instance_name, old_status, new_status, **kwargs):
+        changes.append((instance_name, old_status, new_status))
+
+    signals.instance_status_changed.connect(record)
+    try:
+        run_in_worker(chain, "t_a#0")
+    finally:
+        signals.instance_status_changed.disconnect(record)
+
+    assert changes == [("t_a#0", "scheduled", "running"), ("t_a#0", "running", "failed")]
 
 
 def test_a_message_for_a_deleted_session_runs_nothing(chain):
