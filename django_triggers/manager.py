@@ -157,12 +157,14 @@ class TriggerManager:
             fallback = TriggerManager._with_session(TriggerManager, session)
             if instance is not None:
                 fallback._on_status_change(instance, SCHEDULED, RUNNING)
-            if instance is not None or fallback._start_instance(instance_name) is not None:
+            if instance is not None or fallback._start_instance_locked(instance_name) is not None:
                 fallback._fail_instance(instance_name, exc)
             raise
         manager = TriggerManager._with_session(manager_class, session)
         if instance is None:
-            return manager, manager._start_instance(instance_name)
+            # The one-statement start already found it not scheduled (or the
+            # database has none): see why, under the row lock.
+            return manager, manager._start_instance_locked(instance_name)
         manager._on_status_change(instance, SCHEDULED, RUNNING)
         return manager, instance
 
@@ -872,6 +874,10 @@ class TriggerManager:
         started = self._transition(instance_name, SCHEDULED, RUNNING)
         if started is not None:
             return started
+        return self._start_instance_locked(instance_name)
+
+    def _start_instance_locked(self, instance_name: str) -> TaskInstance | None:
+        """``_start_instance`` under the instance's row lock, logging why it does not start."""
         with transaction.atomic(using=self._db):
             instance = self._lock_instance(instance_name)
             if instance.status != SCHEDULED:
