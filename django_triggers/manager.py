@@ -81,6 +81,10 @@ class TriggerManager:
     #: Runner for tasks without ``using``; ``None`` means ``TRIGGERS_DEFAULT_RUNNER``.
     default_task_runner_name: str | None = None
 
+    #: ``(instance pk, state)``: what the cascade of the instance a worker
+    #: just started will read, read by the start's own statement.
+    _cascade_read: tuple[int, queries.FireState] | None = None
+
     def __init__(self, session_uid: str):
         if not isinstance(session_uid, str) or not session_uid:
             raise ValueError(f"a session uid must be a non-empty string, not {session_uid!r}")
@@ -144,13 +148,14 @@ class TriggerManager:
         """
         using = router.db_for_write(TriggerSession)
         started = queries.start_by_uid(using, session_uid, instance_name, timezone.now())
+        instance: TaskInstance | None = None
         if started is None:
-            session = TriggerSession.objects.using(using).filter(uid=session_uid).first()
-            if session is None:
+            found = TriggerSession.objects.using(using).filter(uid=session_uid).first()
+            if found is None:
                 raise SessionNotFound(f"no trigger session has the uid {session_uid!r}")
-            instance = None
+            session = found
         else:
-            session, instance = started
+            session, instance = started.session, started.instance
         try:
             manager_class = TriggerManager._class_from_path(session_uid, session.manager_class)
         except ManagerClassError as exc:
@@ -166,6 +171,8 @@ class TriggerManager:
             # database has none): see why, under the row lock.
             return manager, manager._start_instance_locked(instance_name)
         manager._on_status_change(instance, SCHEDULED, RUNNING)
+        if started is not None:
+            manager._cascade_read = (instance.pk, started.cascade_state)
         return manager, instance
 
     @staticmethod
@@ -347,6 +354,7 @@ class TriggerManager:
         *,
         optimistic: bool = False,
         finishing: TaskInstance | None = None,
+        state: queries.FireState | None = None,
     ) -> list[TaskInstance] | None:
         """Apply a fire; return the instances it scheduled.
 
@@ -355,9 +363,11 @@ class TriggerManager:
         fire read changed before its write, and nothing was written. With
         ``finishing``, the fire is that running instance's cascade, and the
         same write finishes it (``None`` too if it is no longer running).
+        ``state`` is what the fire reads, when that was read already.
         """
         optimistic = optimistic or finishing is not None
-        state = queries.read_for_fire(self._db, self.session.pk, trigger_name)
+        if state is None:
+            state = queries.read_for_fire(self._db, self.session.pk, trigger_name)
         if optimistic and state.manager_class != self.class_path():
             return None  # recording the manager class takes the lock
         self._record_manager_class(state.manager_class)
@@ -390,8 +400,7 @@ class TriggerManager:
 
         created: list[TaskInstance] = []
         if needs_new:
-            latest = dict(state.latest_kwargs)
-            latest.pop(trigger_name, None)
+            latest = state.latest_kwargs
             for config in needs_new:
                 instance = self._new_instance(
                     config,
@@ -914,14 +923,23 @@ class TriggerManager:
         return target
 
     def _finish_instance(self, instance: TaskInstance, result: dict[str, Any]) -> None:
+        prefetched, self._cascade_read = self._cascade_read, None
         if self._may_fire_without_lock():
-            # The cascade's write finishes the instance too: one statement.
+            # The cascade's write finishes the instance too: one statement,
+            # after the read the start made, or a read of its own if the
+            # session changed since.
             cascade = FiredTrigger.CASCADE
-            if (
-                self._apply_fire(instance.task_name, result, cascade, finishing=instance)
-                is not None
-            ):
-                return
+            states: list[queries.FireState | None] = [None]
+            if prefetched is not None and prefetched[0] == instance.pk:
+                states.insert(0, prefetched[1])
+            for state in states:
+                if (
+                    self._apply_fire(
+                        instance.task_name, result, cascade, finishing=instance, state=state
+                    )
+                    is not None
+                ):
+                    return
             self._note_contention()
         with self._locked(bump=False):
             running = self._lock_running(instance, "finished")

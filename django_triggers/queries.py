@@ -5,25 +5,29 @@ cheap: one read of just the tasks listening to the trigger (with their open
 instances and next instance numbers), then one write. On PostgreSQL the read
 takes no lock and the write is a single statement that writes only if no
 change to what was read committed in between (see ``write_fire``); elsewhere
-the fire holds the session's lock. Values go through each field's own
-``get_db_prep_save``, so what is stored is exactly what the ORM would store,
-on any database Django supports.
+the fire holds the session's lock. Values are prepared as each field's own
+``get_db_prep_save`` prepares them (see ``_preparer``), and rows are read
+back with the ORM's converters, so what is stored and read is exactly what
+the ORM would store and read, on any database Django supports.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any, cast
 
-from django.db import connections
+from django.db import connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
+from django.db.models.base import ModelState
 from django.db.models.expressions import Col
+from django.db.models.signals import post_init, pre_init
+from django.utils import timezone
 
 from django_triggers.models import (
     FiredTrigger,
@@ -85,7 +89,8 @@ class FireState:
     open_instances: dict[int, list[TaskInstance]] = field(default_factory=lambda: defaultdict(list))
     #: The number the next instance of each config takes.
     next_numbers: dict[int, int] = field(default_factory=dict)
-    #: Latest kwargs of every trigger the listening configs name, among those fired.
+    #: Latest kwargs of the triggers the listening configs name, among those
+    #: fired, but the firing one: what a new instance starts with.
     latest_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -125,9 +130,14 @@ def read_for_fire(using: str, session_id: int, trigger_name: str) -> FireState:
     with connection.cursor() as cursor:
         cursor.execute(
             _cached("read", connection, _build_read_sql),
-            [trigger_name, session_id, session_id, session_id, trigger_name],
+            [trigger_name, session_id, session_id, session_id, trigger_name, trigger_name],
         )
         rows = cursor.fetchall()
+    return _fire_state(using, session_id, rows)
+
+
+def _fire_state(using: str, session_id: int, rows: Iterable[Sequence[Any]]) -> FireState:
+    """The state of a fire from the rows of the read (see ``_build_read_sql``)."""
     state = FireState(manager_class="")
     seen_configs: dict[int, TaskConfig] = {}
     seen_instances: set[int] = set()
@@ -173,10 +183,16 @@ def lock_instance(using: str, session_id: int, name: str) -> TaskInstance | None
     return _instance_with_config(using, row)
 
 
+@cache
+def _attnames(model: type[Model]) -> tuple[str, ...]:
+    """The attribute names of the model's columns, in field order."""
+    return tuple(f.attname for f in model._meta.concrete_fields)
+
+
 def _instance_with_config(using: str, row: Sequence[Any]) -> TaskInstance:
     """An instance and its config from a row of all their columns, in field order."""
-    instance_names = [f.attname for f in TaskInstance._meta.concrete_fields]
-    config_names = [f.attname for f in TaskConfig._meta.concrete_fields]
+    instance_names = _attnames(TaskInstance)
+    config_names = _attnames(TaskConfig)
     instance = _from_db(TaskInstance, using, instance_names, row[: len(instance_names)])
     instance.config = _from_db(TaskConfig, using, config_names, row[len(instance_names) :])
     return cast(TaskInstance, instance)
@@ -204,19 +220,31 @@ def transition_instance(
     return None if row is None else _instance_with_config(using, row)
 
 
-def start_by_uid(
-    using: str, session_uid: str, name: str, when: datetime
-) -> tuple[TriggerSession, TaskInstance] | None:
-    """PostgreSQL: move instance ``name`` of session ``session_uid`` from ``scheduled`` to
-    ``running`` in one statement; return its session and the instance, with its config.
+@dataclass
+class Started:
+    """What the one statement of a worker's start returns."""
 
-    A worker starting a task needs nothing else from the database. ``None``
-    if the instance is not scheduled (or absent), and on other databases.
+    session: TriggerSession
+    #: The instance, now ``running``, with its config.
+    instance: TaskInstance
+    #: What the instance's cascade reads (the tasks listening to its task's
+    #: name...), as it was when the instance started. The cascade's write
+    #: checks that it is still so, as any fire's does.
+    cascade_state: FireState
+
+
+def start_by_uid(using: str, session_uid: str, name: str, when: datetime) -> Started | None:
+    """PostgreSQL: move instance ``name`` of session ``session_uid`` from ``scheduled`` to
+    ``running`` in one statement, which also reads its session and what its cascade needs.
+
+    A worker running a task then needs one more statement, the cascade's
+    write, unless the session changed meanwhile. ``None`` if the instance is
+    not scheduled (or absent), and on other databases.
     """
     connection = connections[using]
     if connection.vendor != "postgresql":
         return None
-    sql = _cached("start_by_uid", connection, partial(_build_transition_sql, by_uid=True))
+    sql = _cached("start_by_uid", connection, _build_start_sql)
     params = [
         *_status_params(connection, TaskInstance.RUNNING, when, {}),
         session_uid,
@@ -225,13 +253,22 @@ def start_by_uid(
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
+        rows = cursor.fetchall()
+    width = _started_width()
+    started = [row[1 : 1 + width] for row in rows if row[0] == "s"]
+    if not started:
         return None
-    width = len(TaskInstance._meta.concrete_fields) + len(TaskConfig._meta.concrete_fields)
-    session_names = [f.attname for f in TriggerSession._meta.concrete_fields]
-    session = _from_db(TriggerSession, using, session_names, row[width:])
-    return session, _instance_with_config(using, row[:width])
+    row = started[0]
+    instance_width = len(_attnames(TaskInstance)) + len(_attnames(TaskConfig))
+    session = _from_db(TriggerSession, using, _attnames(TriggerSession), row[instance_width:])
+    instance = _instance_with_config(using, row[:instance_width])
+    read = [(row[0], *row[1 + width :]) for row in rows if row[0] != "s"]
+    return Started(session, instance, _fire_state(using, session.pk, read))
+
+
+def _started_width() -> int:
+    """Columns of a started instance, its config and its session (see ``_build_start_sql``)."""
+    return sum(len(_attnames(model)) for model in (TaskInstance, TaskConfig, TriggerSession))
 
 
 @dataclass
@@ -319,16 +356,10 @@ def _write_fire_in_one_statement(
         sql, values = _insert_sql(connection, created, guard="fired")
         parts.append(f"new_instances AS ({sql} RETURNING {quote('id')}, {quote('name')})")
         params += values
-    meta = TaskInstance._meta
-    update_fields = cast(
-        "list[Field[Any, Any]]", [meta.get_field(name) for name in INSTANCE_UPDATE_FIELDS]
-    )
     for index, instance in enumerate(touched):
         update_sql = _cached("guarded_update", connection, _build_guarded_update_sql)
         parts.append(f"updated_{index} AS ({update_sql})")
-        params += [
-            f.get_db_prep_save(getattr(instance, f.attname), connection) for f in update_fields
-        ]
+        params += _db_values(connection, instance, INSTANCE_UPDATE_FIELDS, add=False)
         params.append(instance.pk)
     new_ids = (
         "(SELECT json_agg(json_build_array(id, name)) FROM new_instances)" if created else "NULL"
@@ -356,11 +387,8 @@ def update_instances(
     """Write the given fields of existing instances."""
     connection = connections[using]
     names = tuple(names)
-    fields = cast("list[Field[Any, Any]]", [TaskInstance._meta.get_field(name) for name in names])
     params = [
-        [f.get_db_prep_save(getattr(instance, f.attname), connection) for f in fields]
-        + [instance.pk]
-        for instance in instances
+        [*_db_values(connection, instance, names, add=False), instance.pk] for instance in instances
     ]
     with connection.cursor() as cursor:
         sql = _cached(
@@ -387,6 +415,128 @@ def insert(using: str, objects: Iterable[Model]) -> None:
         obj._state.db = using
 
 
+#: Stock field types whose ``get_db_prep_save`` returns a value of this
+#: Python type (or ``None``) unchanged.
+_UNCHANGED_TYPES: dict[type[Field[Any, Any]], type] = {
+    models.CharField: str,
+    models.BooleanField: bool,
+    models.FloatField: float,
+}
+#: Stock integer fields: their values go through the backend's adapter.
+_INTEGER_FIELDS = (
+    models.IntegerField,
+    models.SmallIntegerField,
+    models.BigIntegerField,
+    models.PositiveIntegerField,
+    models.PositiveSmallIntegerField,
+    models.PositiveBigIntegerField,
+)
+
+
+def _preparer(connection: BaseDatabaseWrapper, field: Field[Any, Any]) -> Callable[[Any], Any]:
+    """``field.get_db_prep_save``, with a short way for the plain values fires write.
+
+    A fire prepares a few dozen values; the generic path through each
+    field's conversions and checks costs more than the rest of building its
+    write. The short ways give what the generic path gives (a test checks
+    it); anything else (expressions, naive datetimes, other types) takes the
+    generic path.
+    """
+
+    def generic(value: Any) -> Any:
+        return field.get_db_prep_save(value, connection)
+
+    kind = type(field)
+    if kind in _UNCHANGED_TYPES:
+        expected = _UNCHANGED_TYPES[kind]
+
+        def unchanged(value: Any) -> Any:
+            return value if value is None or type(value) is expected else generic(value)
+
+        return unchanged
+    if kind in _INTEGER_FIELDS:
+        adapt_integer, internal_type = (
+            connection.ops.adapt_integerfield_value,
+            field.get_internal_type(),
+        )
+
+        def integer(value: Any) -> Any:
+            if value is None or type(value) is not int:
+                return generic(value)
+            return adapt_integer(value, internal_type)
+
+        return integer
+    if kind is models.JSONField:
+        adapt_json, encoder = connection.ops.adapt_json_value, field.encoder  # type: ignore[attr-defined]
+
+        def json_value(value: Any) -> Any:
+            if type(value) not in (dict, list, str):
+                return generic(value)  # None (SQL NULL), expressions, other JSON values
+            return adapt_json(value, encoder)
+
+        return json_value
+    if kind is models.DateTimeField:
+        adapt_datetime = connection.ops.adapt_datetimefield_value
+
+        def aware_datetime(value: Any) -> Any:
+            if type(value) is not datetime or not timezone.is_aware(value):
+                return generic(value)  # None, naive datetimes (warned about), expressions
+            return adapt_datetime(value)
+
+        return aware_datetime
+    return generic
+
+
+#: ``(attname, the field's pre_save if it has its own, preparer)`` of each field.
+_SavePlan = list[tuple[str, Callable[..., Any] | None, Callable[[Any], Any]]]
+_save_plans: dict[tuple[str, type[Model], tuple[str, ...]], _SavePlan] = {}
+
+
+def _save_plan(
+    connection: BaseDatabaseWrapper, model: type[Model], names: tuple[str, ...]
+) -> _SavePlan:
+    """How to prepare the values of the model's fields ``names`` (attnames) for writing."""
+    key = (connection.vendor, model, names)
+    if key not in _save_plans:
+        plan: _SavePlan = []
+        for name in names:
+            f = _field(model, name)
+            own_pre_save = type(f).pre_save is not models.Field.pre_save
+            plan.append((f.attname, f.pre_save if own_pre_save else None, _preparer(connection, f)))
+        _save_plans[key] = plan
+    return _save_plans[key]
+
+
+def _db_values(
+    connection: BaseDatabaseWrapper, obj: Model, names: tuple[str, ...], *, add: bool
+) -> list[Any]:
+    """The values of ``obj``'s fields ``names``, prepared as ``Model.save`` prepares them.
+
+    With ``add`` (an insert), the fields' ``pre_save`` runs first, as it would
+    (``auto_now_add`` and the like), and sets the value on ``obj``.
+    """
+    values = []
+    for attname, pre_save, prepare in _save_plan(connection, type(obj), names):
+        if add and pre_save is not None:
+            value = pre_save(obj, True)
+            setattr(obj, attname, value)
+        else:
+            value = getattr(obj, attname)
+        values.append(prepare(value))
+    return values
+
+
+def _db_value(connection: BaseDatabaseWrapper, model: type[Model], name: str, value: Any) -> Any:
+    """``value`` prepared for writing to the model's field ``name``."""
+    return _save_plan(connection, model, (name,))[0][2](value)
+
+
+@cache
+def _inserted_names(model: type[Model]) -> tuple[str, ...]:
+    """The attnames of the columns an insert writes: all but the primary key."""
+    return tuple(f.attname for f in model._meta.concrete_fields if not f.primary_key)
+
+
 def _insert_sql(
     connection: BaseDatabaseWrapper, objects: Sequence[Model], guard: str | None = None
 ) -> tuple[str, list[Any]]:
@@ -400,10 +550,7 @@ def _insert_sql(
     )
     params = []
     for obj in objects:
-        for f in fields:
-            value = f.pre_save(obj, add=True)
-            setattr(obj, f.attname, value)
-            params.append(f.get_db_prep_save(value, connection))
+        params += _db_values(connection, obj, _inserted_names(model), add=True)
     return sql, params
 
 
@@ -427,6 +574,11 @@ def _build_insert_sql(
     return f"INSERT INTO {quote(model._meta.db_table)} ({columns}) {values}"
 
 
+def _field(model: type[Model], name: str) -> Field[Any, Any]:
+    """A concrete field of the model (the stubs allow ``get_field`` a reverse relation)."""
+    return cast("Field[Any, Any]", model._meta.get_field(name))
+
+
 def _column(field: Field[Any, Any] | ForeignObjectRel) -> str:
     """The column of a concrete field.
 
@@ -442,15 +594,47 @@ def _json(value: Any) -> Any:
 
 
 def _from_db(model: type[Model], using: str, names: Sequence[str], values: Sequence[Any]) -> Any:
-    """A model instance from raw column values, converted as the ORM would."""
+    """A model instance from raw column values, converted and built as ``Model.from_db`` would.
+
+    The fields not named are deferred. Unless something listens to the
+    model's ``pre_init`` or ``post_init``, the instance is built without
+    ``Model.__init__``, whose generic handling of arguments costs more than
+    the rest of reading a row: a fire builds several instances.
+    """
     connection = connections[using]
-    converted = []
-    for name, value in zip(names, values, strict=True):
-        column, converters = _converters(connection, model, name)
+    names = tuple(names)
+    values = list(values)
+    for position, column, converters in _conversions(connection, model, names):
+        value = values[position]
         for converter in converters:
             value = converter(value, column, connection)
-        converted.append(value)
-    return model.from_db(using, list(names), converted)
+        values[position] = value
+    if pre_init.has_listeners(model) or post_init.has_listeners(model):
+        return model.from_db(using, list(names), values)
+    instance = model.__new__(model)
+    instance.__dict__.update(zip(names, values, strict=True))
+    state = instance._state = ModelState()
+    state.adding = False
+    state.db = using
+    return instance
+
+
+#: ``(position, column, converters)`` of each converted column.
+_Conversions = list[tuple[int, Any, list[Any]]]
+_conversion_cache: dict[tuple[str, type[Model], tuple[str, ...]], _Conversions] = {}
+
+
+def _conversions(
+    connection: BaseDatabaseWrapper, model: type[Model], names: tuple[str, ...]
+) -> _Conversions:
+    """``(position, column, converters)`` of the columns among ``names`` that have converters."""
+    key = (connection.vendor, model, names)
+    if key not in _conversion_cache:
+        found = [
+            (position, *_converters(connection, model, name)) for position, name in enumerate(names)
+        ]
+        _conversion_cache[key] = [conversion for conversion in found if conversion[2]]
+    return _conversion_cache[key]
 
 
 _converter_cache: dict[tuple[str, type[Model], str], tuple[Any, list[Any]]] = {}
@@ -525,8 +709,7 @@ def _status_params(
     connection: BaseDatabaseWrapper, new: str, when: datetime, values: dict[str, Any]
 ) -> list[Any]:
     """Parameters of :func:`_build_status_assignments`, for ``values`` (field names to values)."""
-    meta = TaskInstance._meta
-    when_db = meta.get_field("status_changed_at").get_db_prep_save(when, connection)
+    when_db = _db_value(connection, TaskInstance, "status_changed_at", when)
     iso = when.isoformat()
     return [
         new,
@@ -535,10 +718,7 @@ def _status_params(
         iso,
         new,
         iso,
-        *(
-            cast("Field[Any, Any]", meta.get_field(name)).get_db_prep_save(value, connection)
-            for name, value in values.items()
-        ),
+        *(_db_value(connection, TaskInstance, name, value) for name, value in values.items()),
     ]
 
 
@@ -648,8 +828,23 @@ def _build_config_bump_sql(connection: BaseDatabaseWrapper) -> str:
     )
 
 
-def _build_read_sql(connection: BaseDatabaseWrapper) -> str:
+def _build_read_sql(
+    connection: BaseDatabaseWrapper, *, session: str = "%s", trigger: str = "%s", lead: int = 0
+) -> str:
+    """The read of a fire into ``session`` of ``trigger`` (placeholders, or SQL expressions).
+
+    Its rows are tagged ``'c'`` (a listening config, with its open
+    instances, one per row) or ``'k'`` (the latest kwargs of a trigger);
+    ``lead`` blank columns follow the tag, for a statement that returns
+    other rows beside them.
+    """
     quote = connection.ops.quote_name
+    lead_blanks = "NULL, " * lead
+    # Typed, so that a statement may put these rows after others whose blanks are untyped.
+    trigger_blank, kwargs_blank = (
+        f"CAST(NULL AS {_field(FiredTrigger, name).cast_db_type(connection)})"
+        for name in ("trigger_name", "kwargs")
+    )
 
     def table(model: type[Model]) -> str:
         return quote(model._meta.db_table)
@@ -659,41 +854,69 @@ def _build_read_sql(connection: BaseDatabaseWrapper) -> str:
 
     config_columns = ", ".join(col("c", TaskConfig, name) for name in CONFIG_FIELDS)
     instance_columns = ", ".join(col("i", TaskInstance, name) for name in INSTANCE_FIELDS)
-    blanks = ", ".join(["NULL"] * (3 + len(CONFIG_FIELDS) + len(INSTANCE_FIELDS)))
+    blanks = ", ".join(["NULL"] * (lead + 3 + len(CONFIG_FIELDS) + len(INSTANCE_FIELDS)))
     listening = (
         f"SELECT {col('l', TaskListener, 'config')} FROM {table(TaskListener)} l "
-        f"WHERE {col('l', TaskListener, 'session')} = %s "
-        f"AND {col('l', TaskListener, 'trigger_name')} = %s"
+        f"WHERE {col('l', TaskListener, 'session')} = {session} "
+        f"AND {col('l', TaskListener, 'trigger_name')} = {trigger}"
     )
     return (
         # The listening configs, their open instances and next numbers...
-        f"SELECT 'c', {col('s', TriggerSession, 'manager_class')}, "
+        f"SELECT 'c', {lead_blanks}{col('s', TriggerSession, 'manager_class')}, "
         f"{col('s', TriggerSession, 'version')}, {config_columns}, "
         f"(SELECT MAX({col('n', TaskInstance, 'number')}) FROM {table(TaskInstance)} n "
         f"WHERE {col('n', TaskInstance, 'config')} = {col('c', TaskConfig, 'id')}), "
-        f"{instance_columns}, NULL, NULL "
+        f"{instance_columns}, {trigger_blank}, {kwargs_blank} "
         f"FROM {table(TriggerSession)} s "
         f"LEFT JOIN {table(TaskListener)} l ON {col('l', TaskListener, 'session')} = "
-        f"{col('s', TriggerSession, 'id')} AND {col('l', TaskListener, 'trigger_name')} = %s "
+        f"{col('s', TriggerSession, 'id')} "
+        f"AND {col('l', TaskListener, 'trigger_name')} = {trigger} "
         f"LEFT JOIN {table(TaskConfig)} c ON {col('c', TaskConfig, 'id')} = "
         f"{col('l', TaskListener, 'config')} "
         f"LEFT JOIN {table(TaskInstance)} i ON {col('i', TaskInstance, 'config')} = "
         f"{col('c', TaskConfig, 'id')} AND {col('i', TaskInstance, 'status')} = "
         f"'{TaskInstance.UNSTARTED}' "
-        f"WHERE {col('s', TriggerSession, 'id')} = %s "
-        # ... and the latest kwargs of every trigger those configs name: one
-        # probe of the (session, trigger_name, id) index each, however long
-        # the session's history.
+        f"WHERE {col('s', TriggerSession, 'id')} = {session} "
+        # ... and the latest kwargs of every other trigger those configs name
+        # (for the instances the fire creates): one probe of the
+        # (session, trigger_name, id) index each, however long the history.
         f"UNION ALL "
         f"SELECT 'k', {blanks}, t.name, "
         f"(SELECT {col('f', FiredTrigger, 'kwargs')} FROM {table(FiredTrigger)} f "
-        f"WHERE {col('f', FiredTrigger, 'session')} = %s "
+        f"WHERE {col('f', FiredTrigger, 'session')} = {session} "
         f"AND {col('f', FiredTrigger, 'trigger_name')} = t.name "
         f"ORDER BY {col('f', FiredTrigger, 'id')} DESC LIMIT 1) "
         f"FROM (SELECT DISTINCT {col('m', TaskListener, 'trigger_name')} AS name "
         f"FROM {table(TaskListener)} m "
-        f"WHERE {col('m', TaskListener, 'config')} IN ({listening})) t "
-        f"ORDER BY 1, 4, {5 + len(CONFIG_FIELDS) + INSTANCE_FIELDS.index('number')}"
+        f"WHERE {col('m', TaskListener, 'config')} IN ({listening}) "
+        f"AND {col('m', TaskListener, 'trigger_name')} <> {trigger}) t "
+        f"ORDER BY 1, {lead + 4}, "
+        f"{lead + 5 + len(CONFIG_FIELDS) + INSTANCE_FIELDS.index('number')}"
+    )
+
+
+def _build_start_sql(connection: BaseDatabaseWrapper) -> str:
+    """A worker's start (see :func:`start_by_uid`): one ``'s'`` row, then the read's rows.
+
+    The read is the one of the cascade of the started instance: of its task's
+    name, in its session.
+    """
+    width = _started_width()
+    columns = [f"c{position}" for position in range(width)]
+    instance_names = _attnames(TaskInstance)
+    session_id = columns[instance_names.index("session_id")]
+    task_name = columns[instance_names.index("task_name")]
+    read = _build_read_sql(
+        connection,
+        session=f"(SELECT {session_id} FROM started)",
+        trigger=f"(SELECT {task_name} FROM started)",
+        lead=width,
+    )
+    read_blanks = ", ".join(["NULL"] * (5 + len(CONFIG_FIELDS) + len(INSTANCE_FIELDS)))
+    return (
+        f"WITH started ({', '.join(columns)}) AS "
+        f"({_build_transition_sql(connection, by_uid=True)}) "
+        f"SELECT 's', started.*, {read_blanks} FROM started UNION ALL {read}"
     )
 
 

@@ -2,8 +2,10 @@
 
 import pytest
 from django.db import connection
+from django.db.models.signals import post_init
 from django.test.utils import CaptureQueriesContext
 
+from django_triggers import queries
 from django_triggers.manager import TriggerManager
 from django_triggers.models import FiredTrigger, TaskInstance
 from tests.helpers import RecordingRunner
@@ -86,3 +88,69 @@ def test_an_instance_is_recorded_as_dispatched_before_its_runner_gets_it(transac
     manager.fire("a")
 
     assert seen == [(TaskInstance.SCHEDULED, True)]
+
+
+def test_the_instances_a_fire_reads_are_those_the_orm_would_build(transactional_db):
+    manager = TriggerManager("fire-statements-rows")
+    configure(manager, others=0)
+    manager.fire("first", {"x": 1})
+    state = queries.read_for_fire("default", manager.session.pk, "second")
+
+    [read] = state.open_instances[state.configs[0].pk]
+    fields = [*queries.INSTANCE_FIELDS, "session_id", "config_id"]
+    loaded = TaskInstance.objects.only(*fields).get(pk=read.pk)
+
+    assert read.get_deferred_fields() == loaded.get_deferred_fields()
+    assert {name: getattr(read, name) for name in fields} == {
+        name: getattr(loaded, name) for name in fields
+    }
+    assert (read._state.adding, read._state.db) == (False, "default")
+    assert read.status_changed_at == loaded.status_changed_at  # deferred: loaded on access
+
+
+def test_post_init_receivers_see_the_instances_a_fire_reads(transactional_db):
+    manager = TriggerManager("fire-statements-post-init")
+    configure(manager, others=0)
+    manager.fire("first")
+    seen = []
+
+    def note(sender, instance, **kwargs):
+        seen.append((instance.name, instance.status))
+
+    post_init.connect(note, sender=TaskInstance)
+    try:
+        manager.fire("second")
+    finally:
+        post_init.disconnect(note, sender=TaskInstance)
+
+    assert ("target#0", TaskInstance.UNSTARTED) in seen
+
+
+def prepared(value):
+    """A prepared value, comparable (a JSON adapter compares by what it wraps)."""
+    wrapped = getattr(value, "obj", None)
+    return (type(value), wrapped) if wrapped is not None else (type(value), value)
+
+
+@pytest.mark.parametrize("model", [TaskInstance, FiredTrigger])
+def test_the_values_a_fire_writes_are_prepared_as_the_orm_prepares_them(transactional_db, model):
+    manager = TriggerManager("fire-statements-values")
+    configure(manager, others=0)
+    manager.fire("first", {"when": "2026-01-01", "n": 1})
+    manager.fire("second", {"list": [1, 2]})
+    for obj in model.objects.filter(session=manager.session):
+        fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+
+        ours = queries._db_values(connection, obj, tuple(f.attname for f in fields), add=False)
+
+        orm = [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields]
+        assert [prepared(v) for v in ours] == [prepared(v) for v in orm]
+
+
+def test_values_without_a_short_way_take_the_fields_own_preparation(transactional_db):
+    def db_value(name, value):
+        return queries._db_value(connection, TaskInstance, name, value)
+
+    assert db_value("number", "7") == 7
+    assert db_value("number", True) == 1
+    assert db_value("kwargs", None) is None

@@ -56,15 +56,41 @@ def test_a_worker_starts_an_instance_and_reads_its_session_in_one_statement(chai
 
 
 @pytest.mark.postgres
-def test_a_finish_and_its_cascade_are_one_read_and_one_write(chain):
+def test_a_finish_and_its_cascade_are_one_write_after_the_start_read_what_it_needs(chain):
     manager, instance = TriggerManager._start_for_worker(chain.session_uid, "t_a#0")
 
     with CaptureQueriesContext(connection) as captured:
         manager._finish_instance(instance, {"done": True})
 
-    assert len(captured.captured_queries) == 2
+    assert len(captured.captured_queries) == 1
     assert chain.get_instance("t_a#0").result == {"done": True}
+    assert chain.get_instance("t_b#0").kwargs == {"t_a": {"done": True}}
     assert RecordingRunner.dispatched == ["t_a#0", "t_b#0"]
+
+
+@pytest.mark.postgres
+def test_a_cascade_reads_again_when_a_fire_changed_its_tasks_while_the_instance_ran(
+    transactional_db,
+):
+    manager = TriggerManager("worker-statements-stale")
+    manager.update_configuration(
+        {
+            "t_a": {"after": ["start"], "run": ECHO, "using": RecordingRunner.name},
+            "t_b": {"after": ["t_a", "other"], "run": ECHO, "using": RecordingRunner.name},
+        }
+    )
+    manager.fire("start")
+    worker_manager, instance = TriggerManager._start_for_worker(manager.session_uid, "t_a#0")
+    manager.fire("other", {"o": 1})  # creates t_b#0 after the start read t_b had none
+
+    with CaptureQueriesContext(connection) as captured:
+        worker_manager._finish_instance(instance, {"a": 1})
+
+    assert len(captured.captured_queries) == 3  # the stale write, a read, the write
+    assert list(manager.instances_of_task("t_b")) == [manager.get_instance("t_b#0")]
+    t_b = manager.get_instance("t_b#0")
+    assert t_b.status == TaskInstance.SCHEDULED
+    assert t_b.kwargs == {"t_a": {"a": 1}, "other": {"o": 1}}
 
 
 def test_a_finished_instance_keeps_the_metadata_its_task_wrote_while_running(chain):
@@ -86,8 +112,10 @@ def test_a_finish_whose_cascade_read_went_stale_is_written_under_the_lock(chain,
     outcomes = []
 
     def interleaved_write(*args, **kwargs):
-        if not outcomes:
-            # Another change to the session (t_b configured again) commits first.
+        if len(outcomes) < 2:
+            # Before the write after the start's read, and before the write
+            # after a read of its own, another change to the session (t_b
+            # configured again) commits first.
             thread = threading.Thread(target=configure_t_b_again, args=(chain.session_uid,))
             thread.start()
             thread.join(timeout=30)
@@ -98,7 +126,7 @@ def test_a_finish_whose_cascade_read_went_stale_is_written_under_the_lock(chain,
 
     manager._finish_instance(instance, {"done": True})
 
-    assert outcomes == [False, True]
+    assert outcomes == [False, False, True]
     assert chain.get_instance("t_a#0").status == TaskInstance.FINISHED
     assert RecordingRunner.dispatched == ["t_a#0", "t_b#0"]
     assert FiredTrigger.objects.filter(session=chain.session, trigger_name="t_a").count() == 1
