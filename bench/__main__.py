@@ -96,13 +96,10 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         elapsed = time.perf_counter() - clock_start
         print(f"[bench {elapsed:6.1f}s] {message}", file=sys.stderr, flush=True)
 
-    queue = f"bench-{uuid.uuid4().hex[:12]}"
     run_id = uuid.uuid4().hex[:8]
     try:
         progress(f"preparing the {args.db} database")
-        prepare_environment(
-            db=args.db, workdir=workdir, pg_name=args.pg_name, broker=args.broker, queue=queue
-        )
+        prepare_environment(db=args.db, workdir=workdir, pg_name=args.pg_name, broker=args.broker)
         setup_django()
         migrate()
     except BenchmarkSetupError as exc:
@@ -133,7 +130,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         broker = args.broker
         phase(
             "chains",
-            lambda: celery_chain.measure_chains(plan, run_id, broker, queue, workdir, progress),
+            lambda: celery_chain.measure_chains(plan, run_id, broker, workdir, progress),
         )
     elapsed = time.perf_counter() - clock_start
 

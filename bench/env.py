@@ -30,9 +30,6 @@ CELERY_ENV_OVERRIDES = (
     "CELERY_RESULT_BACKEND",
 )
 
-#: The queue the benchmark's Celery worker consumes, and its tasks publish to.
-QUEUE_ENV = "BENCH_CELERY_QUEUE"
-
 
 class BenchmarkSetupError(RuntimeError):
     """The benchmark's database or broker could not be prepared."""
@@ -69,9 +66,7 @@ def recreate_postgres_database(name: str) -> None:
         raise BenchmarkSetupError(f"cannot reach PostgreSQL: {exc}") from exc
 
 
-def prepare_environment(
-    *, db: str, workdir: Path, pg_name: str, broker: str, queue: str
-) -> dict[str, str]:
+def prepare_environment(*, db: str, workdir: Path, pg_name: str, broker: str) -> dict[str, str]:
     """Create the run's database and return the variables every process of the run gets.
 
     The variables are also set in this process's environment; call this
@@ -84,7 +79,6 @@ def prepare_environment(
         "TRIGGERS_DB": db,
         "TRIGGERS_DEFAULT_RUNNER": "celery",
         "CELERY_BROKER_URL": broker,
-        QUEUE_ENV: queue,
         "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
     }
     if db == "postgres":

@@ -2,22 +2,15 @@
 
 The benchmark's worker loads this module (``celery worker --include
 bench.tasks``), and so does every benchmark process, since a configuration
-may only name registered trigger tasks. When ``BENCH_CELERY_QUEUE`` is set,
-the app's default queue becomes that queue, so that what the worker sends
-(cascades) goes back to the worker of the run and nowhere else.
+may only name registered trigger tasks.
 """
 
 from __future__ import annotations
 
-import os
 import time
 
-from bench.env import QUEUE_ENV
 from django_triggers.task import TaskContext, TriggerTask
 from example_project.celery import app
-
-if os.environ.get(QUEUE_ENV):
-    app.conf.task_default_queue = os.environ[QUEUE_ENV]
 
 
 class Noop(TriggerTask):

@@ -12,7 +12,8 @@ into a test module to use them (a fixture and the one it uses)::
 
 Tests using them need PostgreSQL (``TRIGGERS_DB=postgres``): the worker and
 the test process share the test database, so tests commit what they write
-(``transactional_db``).
+(``transactional_db``). The benchmark (``bench/celery_chain.py``) runs its
+chains on a :class:`CeleryWorker` too.
 """
 
 from __future__ import annotations
