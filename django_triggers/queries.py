@@ -637,22 +637,14 @@ def _conversions(
     return _conversion_cache[key]
 
 
-_converter_cache: dict[tuple[str, type[Model], str], tuple[Any, list[Any]]] = {}
-
-
 def _converters(
     connection: BaseDatabaseWrapper, model: type[Model], name: str
 ) -> tuple[Any, list[Any]]:
     """The backend's and the field's converters of a column, as the ORM applies them."""
-    key = (connection.vendor, model, name)
-    if key not in _converter_cache:
-        model_field = cast("Field[Any, Any]", model._meta.get_field(name))
-        column = Col(model._meta.db_table, model_field)
-        _converter_cache[key] = (
-            column,
-            connection.ops.get_db_converters(column) + model_field.get_db_converters(connection),
-        )
-    return _converter_cache[key]
+    model_field = _field(model, name)
+    column = Col(model._meta.db_table, model_field)
+    backend = connection.ops.get_db_converters(column)
+    return column, backend + model_field.get_db_converters(connection)
 
 
 _sql_cache: dict[tuple[str, str], str] = {}
