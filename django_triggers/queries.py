@@ -64,6 +64,10 @@ INSTANCE_FIELDS = (
     "metadata",
     "celery_task_id",
 )
+#: Columns of a row of a fire's read after its tag: the session's manager
+#: class and version, a config, its next number, an instance, and a trigger
+#: with its latest kwargs (see ``_build_read_sql``).
+READ_WIDTH = 2 + len(CONFIG_FIELDS) + 1 + len(INSTANCE_FIELDS) + 2
 #: What applying a fire changes on an existing instance.
 INSTANCE_UPDATE_FIELDS = (
     "kwargs",
@@ -258,10 +262,11 @@ def start_by_uid(using: str, session_uid: str, name: str, when: datetime) -> Sta
     started = [row[1 : 1 + width] for row in rows if row[0] == "s"]
     if not started:
         return None
-    row = started[0]
+    [started_row] = started
     instance_width = len(_attnames(TaskInstance)) + len(_attnames(TaskConfig))
-    session = _from_db(TriggerSession, using, _attnames(TriggerSession), row[instance_width:])
-    instance = _instance_with_config(using, row[:instance_width])
+    session_values = started_row[instance_width:]
+    session = _from_db(TriggerSession, using, _attnames(TriggerSession), session_values)
+    instance = _instance_with_config(using, started_row[:instance_width])
     read = [(row[0], *row[1 + width :]) for row in rows if row[0] != "s"]
     return Started(session, instance, _fire_state(using, session.pk, read))
 
@@ -846,7 +851,7 @@ def _build_read_sql(
 
     config_columns = ", ".join(col("c", TaskConfig, name) for name in CONFIG_FIELDS)
     instance_columns = ", ".join(col("i", TaskInstance, name) for name in INSTANCE_FIELDS)
-    blanks = ", ".join(["NULL"] * (lead + 3 + len(CONFIG_FIELDS) + len(INSTANCE_FIELDS)))
+    blanks = ", ".join(["NULL"] * (lead + READ_WIDTH - 2))  # all but the trigger and kwargs
     listening = (
         f"SELECT {col('l', TaskListener, 'config')} FROM {table(TaskListener)} l "
         f"WHERE {col('l', TaskListener, 'session')} = {session} "
@@ -904,7 +909,7 @@ def _build_start_sql(connection: BaseDatabaseWrapper) -> str:
         trigger=f"(SELECT {task_name} FROM started)",
         lead=width,
     )
-    read_blanks = ", ".join(["NULL"] * (5 + len(CONFIG_FIELDS) + len(INSTANCE_FIELDS)))
+    read_blanks = ", ".join(["NULL"] * READ_WIDTH)
     return (
         f"WITH started ({', '.join(columns)}) AS "
         f"({_build_transition_sql(connection, by_uid=True)}) "
