@@ -404,7 +404,7 @@ class TriggerManager:
             for config in needs_new:
                 instance = self._new_instance(
                     config,
-                    number=state.next_numbers[config.id],
+                    number=state.next_number(config),
                     status=UNSTARTED,
                     kwargs={name: latest[name] for name in config.after if name in latest},
                     unless_fired=[name for name in config.unless if name in latest],

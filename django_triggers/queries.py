@@ -65,9 +65,10 @@ INSTANCE_FIELDS = (
     "celery_task_id",
 )
 #: Columns of a row of a fire's read after its tag: the session's manager
-#: class and version, a config, its next number, an instance, and a trigger
-#: with its latest kwargs (see ``_build_read_sql``).
-READ_WIDTH = 2 + len(CONFIG_FIELDS) + 1 + len(INSTANCE_FIELDS) + 2
+#: class and version, a config, whether the fire may create an instance of
+#: it and its highest instance number, an instance, and a trigger with its
+#: latest kwargs (see ``_build_read_sql``).
+READ_WIDTH = 2 + len(CONFIG_FIELDS) + 2 + len(INSTANCE_FIELDS) + 2
 #: What applying a fire changes on an existing instance.
 INSTANCE_UPDATE_FIELDS = (
     "kwargs",
@@ -91,11 +92,23 @@ class FireState:
     configs: list[TaskConfig] = field(default_factory=list)
     #: Unstarted instances of each config, by number.
     open_instances: dict[int, list[TaskInstance]] = field(default_factory=lambda: defaultdict(list))
-    #: The number the next instance of each config takes.
-    next_numbers: dict[int, int] = field(default_factory=dict)
-    #: Latest kwargs of the triggers the listening configs name, among those
-    #: fired, but the firing one: what a new instance starts with.
+    #: The number the next instance of each config takes; ``None`` where the
+    #: fire cannot create one (see ``may_create``), which is not read.
+    next_numbers: dict[int, int | None] = field(default_factory=dict)
+    #: Latest kwargs of the triggers named by the configs the fire may create
+    #: an instance of, among those fired, but the firing one: what a new
+    #: instance starts with.
     latest_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def next_number(self, config: TaskConfig) -> int:
+        """The number of the instance of ``config`` that the fire creates."""
+        number = self.next_numbers[config.id]
+        if number is None:
+            raise RuntimeError(
+                f"the read of the fire left out task {config.name!r}, which has open "
+                f"instances and no andEvery on this trigger, so no new instance"
+            )
+        return number
 
 
 def lock_session(using: str, session_id: int, *, bump: bool = True) -> bool:
@@ -131,11 +144,13 @@ def can_fire_without_lock(using: str) -> bool:
 def read_for_fire(using: str, session_id: int, trigger_name: str) -> FireState:
     """The configs listening to the trigger, their open instances and the latest kwargs."""
     connection = connections[using]
+    sql = _cached(
+        "read",
+        connection,
+        partial(_build_read_sql, session="%(session)s", trigger="%(trigger)s"),
+    )
     with connection.cursor() as cursor:
-        cursor.execute(
-            _cached("read", connection, _build_read_sql),
-            [trigger_name, session_id, session_id, session_id, trigger_name, trigger_name],
-        )
+        cursor.execute(sql, {"session": session_id, "trigger": trigger_name})
         rows = cursor.fetchall()
     return _fire_state(using, session_id, rows)
 
@@ -161,9 +176,11 @@ def _fire_state(using: str, session_id: int, rows: Iterable[Sequence[Any]]) -> F
             config.session_id = session_id
             seen_configs[config.id] = config
             state.configs.append(config)
-            max_number = row[3 + width]
-            state.next_numbers[config.id] = 0 if max_number is None else max_number + 1
-        instance_values = row[4 + width : -2]
+            may_create, max_number = row[3 + width], row[4 + width]
+            state.next_numbers[config.id] = (
+                None if not may_create else 0 if max_number is None else max_number + 1
+            )
+        instance_values = row[5 + width : -2]
         if instance_values[0] is not None and instance_values[0] not in seen_instances:
             seen_instances.add(instance_values[0])
             instance = _from_db(TaskInstance, using, INSTANCE_FIELDS, instance_values)
@@ -331,12 +348,14 @@ def _write_fire_in_one_statement(
     to it commits meanwhile) and locks the listening tasks in id order (so
     two fires never deadlock); it yields a row only if none of their
     versions moved since the fire read them. The fire is inserted only then,
-    and the other writes only if it was.
+    and the other writes only if it was. The versions of the tasks move on
+    in the same statement (see ``_build_version_check_sql``).
     """
     quote = connection.ops.quote_name
     tasks = len(state.configs)
     params: list[Any] = [fired.session_id, state.version]
-    params += [config.pk for config in state.configs]
+    if tasks != 1:
+        params += [config.pk for config in state.configs]
     params += [value for config in state.configs for value in (config.pk, config.version)]
     parts = [
         _cached(
@@ -356,7 +375,8 @@ def _write_fire_in_one_statement(
     sql, values = _insert_sql(connection, [fired], guard=guard)
     parts.append(f"fired AS ({sql} ON CONFLICT DO NOTHING RETURNING {quote('id')})")
     params += values
-    parts.append(_cached("config_bump", connection, _build_config_bump_sql))
+    if tasks != 1:
+        parts.append(_cached("config_bump", connection, _build_config_bump_sql))
     if created:
         sql, values = _insert_sql(connection, created, guard="fired")
         parts.append(f"new_instances AS ({sql} RETURNING {quote('id')}, {quote('name')})")
@@ -789,11 +809,35 @@ def _build_version_check_sql(connection: BaseDatabaseWrapper, tasks: int) -> str
     One placeholder per task rather than an array: PostgreSQL then plans the
     statement once and reuses the plan, whereas for an array of unknown
     length it plans it again at every execution.
+
+    One listening task (the common case) is checked and moved on by one
+    ``UPDATE``: its row lock is the check's, and there is no lock order to
+    keep. Several are locked in id order first, and moved on by
+    ``config_bump`` once the fire is inserted. A version moved on by a write
+    that then inserts nothing (an event id a concurrent fire took) only
+    makes later fires read again.
     """
     quote = connection.ops.quote_name
     session, config = TriggerSession._meta, TaskConfig._meta
     session_id, config_id = quote(_column(session.pk)), quote(_column(config.pk))
     version = quote(_column(config.get_field("version")))
+    session_check = (
+        f"session_check AS (SELECT 1 FROM {quote(session.db_table)} WHERE {session_id} = %s "
+        f"AND {quote(_column(session.get_field('version')))} = %s FOR SHARE), "
+    )
+    version_check = (
+        f"version_check AS (SELECT 1 FROM session_check "
+        f"WHERE (SELECT count(*) FROM config_check) = {tasks})"
+    )
+    if tasks == 1:
+        return (
+            f"{session_check}"
+            f"config_check AS (UPDATE {quote(config.db_table)} c "
+            f"SET {version} = c.{version} + 1 "
+            f"WHERE c.{config_id} = %s AND c.{version} = %s "
+            f"AND EXISTS (SELECT 1 FROM session_check) RETURNING c.{config_id}), "
+            f"{version_check}"
+        )
     if tasks:
         ids = ", ".join(["%s"] * tasks)
         pairs = ", ".join(["(%s, %s)"] * tasks)
@@ -804,12 +848,10 @@ def _build_version_check_sql(connection: BaseDatabaseWrapper, tasks: int) -> str
     else:
         unchanged = "false"
     return (
-        f"session_check AS (SELECT 1 FROM {quote(session.db_table)} WHERE {session_id} = %s "
-        f"AND {quote(_column(session.get_field('version')))} = %s FOR SHARE), "
+        f"{session_check}"
         f"config_check AS (SELECT c.{config_id} FROM {quote(config.db_table)} c "
         f"WHERE {unchanged} ORDER BY c.{config_id} FOR UPDATE OF c), "
-        f"version_check AS (SELECT 1 FROM session_check "
-        f"WHERE (SELECT count(*) FROM config_check) = {tasks})"
+        f"{version_check}"
     )
 
 
@@ -826,7 +868,7 @@ def _build_config_bump_sql(connection: BaseDatabaseWrapper) -> str:
 
 
 def _build_read_sql(
-    connection: BaseDatabaseWrapper, *, session: str = "%s", trigger: str = "%s", lead: int = 0
+    connection: BaseDatabaseWrapper, *, session: str, trigger: str, lead: int = 0
 ) -> str:
     """The read of a fire into ``session`` of ``trigger`` (placeholders, or SQL expressions).
 
@@ -834,6 +876,12 @@ def _build_read_sql(
     instances, one per row) or ``'k'`` (the latest kwargs of a trigger);
     ``lead`` blank columns follow the tag, for a statement that returns
     other rows beside them.
+
+    Only the configs the fire may create an instance of (those without an
+    open instance, and those with ``andEvery`` this trigger) need their
+    highest instance number and the latest kwargs of their other triggers;
+    the read leaves both out for the others, which in a workflow are most:
+    an instance waiting for its last trigger.
     """
     quote = connection.ops.quote_name
     lead_blanks = "NULL, " * lead
@@ -852,17 +900,28 @@ def _build_read_sql(
     config_columns = ", ".join(col("c", TaskConfig, name) for name in CONFIG_FIELDS)
     instance_columns = ", ".join(col("i", TaskInstance, name) for name in INSTANCE_FIELDS)
     blanks = ", ".join(["NULL"] * (lead + READ_WIDTH - 2))  # all but the trigger and kwargs
-    listening = (
+    unstarted = f"'{TaskInstance.UNSTARTED}'"
+    may_create = (
+        f"({col('i', TaskInstance, 'id')} IS NULL "
+        f"OR {col('c', TaskConfig, 'and_every')} = {trigger})"
+    )
+    creatable = (
         f"SELECT {col('l', TaskListener, 'config')} FROM {table(TaskListener)} l "
+        f"JOIN {table(TaskConfig)} e ON {col('e', TaskConfig, 'id')} = "
+        f"{col('l', TaskListener, 'config')} "
         f"WHERE {col('l', TaskListener, 'session')} = {session} "
-        f"AND {col('l', TaskListener, 'trigger_name')} = {trigger}"
+        f"AND {col('l', TaskListener, 'trigger_name')} = {trigger} "
+        f"AND ({col('e', TaskConfig, 'and_every')} = {trigger} OR NOT EXISTS ("
+        f"SELECT 1 FROM {table(TaskInstance)} o WHERE {col('o', TaskInstance, 'config')} = "
+        f"{col('l', TaskListener, 'config')} AND {col('o', TaskInstance, 'status')} = {unstarted}))"
     )
     return (
         # The listening configs, their open instances and next numbers...
         f"SELECT 'c', {lead_blanks}{col('s', TriggerSession, 'manager_class')}, "
-        f"{col('s', TriggerSession, 'version')}, {config_columns}, "
-        f"(SELECT MAX({col('n', TaskInstance, 'number')}) FROM {table(TaskInstance)} n "
-        f"WHERE {col('n', TaskInstance, 'config')} = {col('c', TaskConfig, 'id')}), "
+        f"{col('s', TriggerSession, 'version')}, {config_columns}, {may_create}, "
+        f"CASE WHEN {may_create} THEN (SELECT MAX({col('n', TaskInstance, 'number')}) "
+        f"FROM {table(TaskInstance)} n "
+        f"WHERE {col('n', TaskInstance, 'config')} = {col('c', TaskConfig, 'id')}) END, "
         f"{instance_columns}, {trigger_blank}, {kwargs_blank} "
         f"FROM {table(TriggerSession)} s "
         f"LEFT JOIN {table(TaskListener)} l ON {col('l', TaskListener, 'session')} = "
@@ -871,11 +930,10 @@ def _build_read_sql(
         f"LEFT JOIN {table(TaskConfig)} c ON {col('c', TaskConfig, 'id')} = "
         f"{col('l', TaskListener, 'config')} "
         f"LEFT JOIN {table(TaskInstance)} i ON {col('i', TaskInstance, 'config')} = "
-        f"{col('c', TaskConfig, 'id')} AND {col('i', TaskInstance, 'status')} = "
-        f"'{TaskInstance.UNSTARTED}' "
+        f"{col('c', TaskConfig, 'id')} AND {col('i', TaskInstance, 'status')} = {unstarted} "
         f"WHERE {col('s', TriggerSession, 'id')} = {session} "
-        # ... and the latest kwargs of every other trigger those configs name
-        # (for the instances the fire creates): one probe of the
+        # ... and the latest kwargs of every other trigger the configs the
+        # fire may create an instance of name: one probe of the
         # (session, trigger_name, id) index each, however long the history.
         f"UNION ALL "
         f"SELECT 'k', {blanks}, t.name, "
@@ -885,10 +943,10 @@ def _build_read_sql(
         f"ORDER BY {col('f', FiredTrigger, 'id')} DESC LIMIT 1) "
         f"FROM (SELECT DISTINCT {col('m', TaskListener, 'trigger_name')} AS name "
         f"FROM {table(TaskListener)} m "
-        f"WHERE {col('m', TaskListener, 'config')} IN ({listening}) "
+        f"WHERE {col('m', TaskListener, 'config')} IN ({creatable}) "
         f"AND {col('m', TaskListener, 'trigger_name')} <> {trigger}) t "
         f"ORDER BY 1, {lead + 4}, "
-        f"{lead + 5 + len(CONFIG_FIELDS) + INSTANCE_FIELDS.index('number')}"
+        f"{lead + 6 + len(CONFIG_FIELDS) + INSTANCE_FIELDS.index('number')}"
     )
 
 

@@ -394,6 +394,27 @@ def test_and_every_fires_after_its_after_trigger_each_schedule_an_instance(
     triggers.assertInstanceMissing("t_each#2")
 
 
+def test_an_and_every_instance_made_beside_an_open_one_starts_with_the_latest_kwargs(
+    trigger_manager, triggers
+):
+    trigger_manager.update_configuration(
+        {"t_each": {"after": ["profile", "consent"], "andEvery": "page", "run": ECHO}}
+    )
+    trigger_manager.fire("consent", {"c": 1})
+    trigger_manager.fire("page", {"n": 0})
+    trigger_manager.fire("page", {"n": 1})  # t_each#0 has its page: a new instance
+
+    assert trigger_manager.get_instance("t_each#1").kwargs == {
+        "consent": {"c": 1},
+        "page": {"n": 1},
+    }
+    assert names(trigger_manager.fire("profile", {"p": 1})) == ["t_each#0", "t_each#1"]
+    triggers.assertInstanceFinished(
+        "t_each#1",
+        {"received": {"consent": {"c": 1}, "page": {"n": 1}, "profile": {"p": 1}}},
+    )
+
+
 def test_and_every_alone_schedules_one_instance_per_fire(trigger_manager, triggers):
     trigger_manager.update_configuration({"t_each": {"after": [], "andEvery": "page", "run": ECHO}})
     for n in range(3):

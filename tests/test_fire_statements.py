@@ -108,6 +108,36 @@ def test_the_instances_a_fire_reads_are_those_the_orm_would_build(transactional_
     assert read.status_changed_at == loaded.status_changed_at  # deferred: loaded on access
 
 
+def test_a_fire_that_can_only_complete_instances_reads_no_numbers_or_latest_kwargs(
+    transactional_db,
+):
+    manager = TriggerManager("fire-statements-completing")
+    configure(manager, others=0)
+    manager.fire("first", {"x": 1})
+
+    completing = queries.read_for_fire("default", manager.session.pk, "second")
+    [config] = completing.configs
+
+    assert (completing.next_numbers, completing.latest_kwargs) == ({config.pk: None}, {})
+    with pytest.raises(RuntimeError, match="'target'"):
+        completing.next_number(config)
+
+
+def test_a_fire_that_may_create_an_instance_reads_its_number_and_latest_kwargs(
+    transactional_db,
+):
+    manager = TriggerManager("fire-statements-creating")
+    configure(manager, others=0)
+    manager.fire("first", {"x": 1})
+    manager.fire("second")
+
+    creating = queries.read_for_fire("default", manager.session.pk, "second")
+    [config] = creating.configs
+
+    assert creating.next_number(config) == 1
+    assert creating.latest_kwargs == {"first": {"x": 1}}
+
+
 def test_post_init_receivers_see_the_instances_a_fire_reads(transactional_db):
     manager = TriggerManager("fire-statements-post-init")
     configure(manager, others=0)
