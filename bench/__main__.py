@@ -75,6 +75,20 @@ def _by_size(values: dict[int, Any], digits: int = 3) -> dict[str, Any]:
     return {str(size): _round(value, digits) for size, value in values.items()}
 
 
+def cpu_probe_ms() -> float:
+    """CPU milliseconds of a fixed piece of pure Python work: the machine's speed, now.
+
+    On a virtual machine whose host is busy, the same work can take twice as
+    long from one minute to the next while the load average stays low; a
+    probe at each end of the run shows it.
+    """
+    started = time.process_time()
+    total = 0
+    for i in range(1_000_000):
+        total += i * i
+    return round((time.process_time() - started) * 1000, 1)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
@@ -90,6 +104,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
     """Run every measurement, print the figures; the exit status."""
     clock_start = time.perf_counter()
     load_start = round(os.getloadavg()[0], 2)
+    probe_start = cpu_probe_ms()
     revision = source_revision()
 
     def progress(message: str) -> None:
@@ -134,7 +149,8 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         )
     elapsed = time.perf_counter() - clock_start
 
-    summary = summarize(args, plan, results, errors, elapsed, load_start, revision)
+    probes = {"cpu_probe_ms_start": probe_start, "cpu_probe_ms_end": cpu_probe_ms()}
+    summary = summarize(args, plan, results, errors, elapsed, load_start, revision | probes)
     if args.show_queries and "latency" in results:
         print("\n".join(results["latency"].largest_fire_sql), file=sys.stderr)
     print_table(summary, results, plan)
@@ -208,6 +224,13 @@ def summarize(
     summary["shared_session_fires_per_s"] = _round(shared and shared.fires_per_s, 1)
     summary["lost"] = shared.lost if shared is not None else None
     summary["distinct_sessions_lost"] = distinct.lost if distinct is not None else None
+    summary["distinct_sessions_runs_fires_per_s"] = distinct and [
+        _round(value, 1) for value in distinct.runs_fires_per_s
+    ]
+    summary["shared_session_runs_fires_per_s"] = shared and [
+        _round(value, 1) for value in shared.runs_fires_per_s
+    ]
+    summary["throughput_runs"] = plan.throughput_runs
     summary["throughput_processes"] = plan.processes
     summary["throughput_fires_per_process"] = plan.fires_per_process
     chains = results.get("chains")
@@ -258,6 +281,10 @@ def print_table(summary: dict[str, Any], results: dict[str, Any], plan: Any) -> 
         f"{summary['load_avg_end']} at the end"
         + (": above the CPU count, other work competed and figures are noisy" if busy else "")
     )
+    out.append(
+        f"CPU probe (fixed Python work, ms of CPU): {summary['cpu_probe_ms_start']} at the "
+        f"start, {summary['cpu_probe_ms_end']} at the end"
+    )
     latency = results.get("latency")
     if latency is not None:
         out += [
@@ -288,6 +315,11 @@ def print_table(summary: dict[str, Any], results: dict[str, Any], plan: Any) -> 
                 f"Throughput, {plan.processes} processes x {plan.fires_per_process} fires "
                 f"(case b; wall time from the start signal to the last fire)",
             ]
+            if plan.throughput_runs > 1:
+                out.append(
+                    f"  (each measured {plan.throughput_runs} times on fresh sessions: the "
+                    f"median run; losses and errors of all runs)"
+                )
         status = "ok" if not (throughput.lost or throughput.duplicates) else "LOST FIRES"
         out.append(
             f"  {label:<20}{throughput.fires_per_s:>9.1f} fires/s   {throughput.fires} fires in "
@@ -295,6 +327,9 @@ def print_table(summary: dict[str, Any], results: dict[str, Any], plan: Any) -> 
             f"{throughput.duplicates}, errors {throughput.errors}: {status}  "
             f"(setup {throughput.setup_s:.1f} s)"
         )
+        if len(throughput.runs_fires_per_s) > 1:
+            runs = ", ".join(f"{value:.1f}" for value in throughput.runs_fires_per_s)
+            out.append(f"  {'':<20}runs: {runs} fires/s")
     memory = results.get("memory")
     if memory is not None:
         rss_before = _mb(memory.rss_before_fires_mb)

@@ -12,7 +12,8 @@ import statistics
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,10 @@ class Plan:
     warmup_sessions: int
     processes: int
     fires_per_process: int
+    #: Runs of each throughput measurement, fresh sessions each; the median
+    #: run is reported (one run lasts about a second, so a burst of other
+    #: work on the machine can halve it).
+    throughput_runs: int
     #: Instances in the large session of the memory benchmark.
     rss_session_instances: int
     #: Fires of each memory-measuring process.
@@ -62,6 +67,7 @@ FULL_PLAN = Plan(
     warmup_sessions=10,
     processes=4,
     fires_per_process=500,
+    throughput_runs=3,
     rss_session_instances=10_000,
     rss_fires=200,
     chain_length=20,
@@ -74,6 +80,7 @@ QUICK_PLAN = Plan(
     warmup_sessions=3,
     processes=4,
     fires_per_process=100,
+    throughput_runs=1,
     rss_session_instances=1_000,
     rss_fires=50,
     chain_length=20,
@@ -241,10 +248,39 @@ class Throughput:
     error_samples: list[str]
     #: Time to configure what the processes fire into (setup, not timed).
     setup_s: float
+    #: Fires per second of every run, in order, when the measurement was
+    #: repeated (see ``_median_run``).
+    runs_fires_per_s: list[float] = field(default_factory=list)
 
     @property
     def fires_per_s(self) -> float:
         return self.fires / self.wall_s
+
+
+def _median_run(
+    runs: int, run_id: str, progress: Progress, measure: Callable[..., Throughput]
+) -> Throughput:
+    """Measure ``runs`` times: the median run, with the losses and errors of all of them.
+
+    ``measure`` takes the ``run_id`` (its sessions' prefix) and ``progress`` of one run.
+    """
+
+    def run_progress(run: int) -> Progress:
+        if runs == 1:
+            return progress
+        return lambda message: progress(f"{message} (run {run + 1} of {runs})")
+
+    results = [measure(run_id=f"{run_id}-{run}", progress=run_progress(run)) for run in range(runs)]
+    median = sorted(results, key=lambda result: result.fires_per_s)[len(results) // 2]
+    return replace(
+        median,
+        lost=sum(result.lost for result in results),
+        duplicates=sum(result.duplicates for result in results),
+        errors=sum(result.errors for result in results),
+        error_samples=[sample for result in results for sample in result.error_samples][:5],
+        setup_s=sum(result.setup_s for result in results),
+        runs_fires_per_s=[result.fires_per_s for result in results],
+    )
 
 
 def _outcome(
@@ -269,6 +305,13 @@ def measure_distinct_sessions(
     plan: Plan, run_id: str, workdir: Path, progress: Progress
 ) -> Throughput:
     """Each process completes ``target`` (case b) in sessions of its own, one fire each."""
+    measure = partial(_distinct_sessions_run, plan, workdir=workdir)
+    return _median_run(plan.throughput_runs, run_id, progress, measure)
+
+
+def _distinct_sessions_run(
+    plan: Plan, *, run_id: str, workdir: Path, progress: Progress
+) -> Throughput:
     total = plan.processes * plan.fires_per_process
     configuration = workloads.fire_case_configuration(1)
     uids = [f"{run_id}-distinct-{i}" for i in range(total)]
@@ -312,6 +355,13 @@ def measure_shared_session(
     plan: Plan, run_id: str, workdir: Path, progress: Progress
 ) -> Throughput:
     """The processes fire distinct triggers into one session, each completing a task."""
+    measure = partial(_shared_session_run, plan, workdir=workdir)
+    return _median_run(plan.throughput_runs, run_id, progress, measure)
+
+
+def _shared_session_run(
+    plan: Plan, *, run_id: str, workdir: Path, progress: Progress
+) -> Throughput:
     total = plan.processes * plan.fires_per_process
     triggers = [f"s_{i}" for i in range(total)]
     uid = f"{run_id}-shared"
