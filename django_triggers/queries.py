@@ -92,8 +92,9 @@ class FireState:
     configs: list[TaskConfig] = field(default_factory=list)
     #: Unstarted instances of each config, by number.
     open_instances: dict[int, list[TaskInstance]] = field(default_factory=lambda: defaultdict(list))
-    #: The number the next instance of each config takes; ``None`` where the
-    #: fire cannot create one (see ``may_create``), which is not read.
+    #: The number the next instance of each config takes; ``None`` (not
+    #: read) where the fire cannot create one: the config has an open
+    #: instance, and its ``andEvery`` is not the fired trigger.
     next_numbers: dict[int, int | None] = field(default_factory=dict)
     #: Latest kwargs of the triggers named by the configs the fire may create
     #: an instance of, among those fired, but the firing one: what a new
