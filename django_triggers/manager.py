@@ -354,6 +354,7 @@ class TriggerManager:
         *,
         optimistic: bool = False,
         finishing: TaskInstance | None = None,
+        celery_result: queries.Upsert | None = None,
         state: queries.FireState | None = None,
     ) -> list[TaskInstance] | None:
         """Apply a fire; return the instances it scheduled.
@@ -362,7 +363,8 @@ class TriggerManager:
         ``finishing``), without it: then ``None`` means that something the
         fire read changed before its write, and nothing was written. With
         ``finishing``, the fire is that running instance's cascade, and the
-        same write finishes it (``None`` too if it is no longer running).
+        same write finishes it (``None`` too if it is no longer running), and
+        writes ``celery_result``, the row of its Celery task's result.
         ``state`` is what the fire reads, when that was read already.
         """
         optimistic = optimistic or finishing is not None
@@ -435,7 +437,9 @@ class TriggerManager:
             scheduled_instances=[instance.name for instance in scheduled],
             fired_at=now,
         )
-        finished = None if finishing is None else queries.Finishing(finishing.pk, kwargs, now)
+        finished = None
+        if finishing is not None:
+            finished = queries.Finishing(finishing.pk, kwargs, now, celery_result)
         if not queries.write_fire(self._db, created, touched, fired, state, finished):
             return None
         for change in status_changes:
@@ -922,7 +926,17 @@ class TriggerManager:
             return None
         return target
 
-    def _finish_instance(self, instance: TaskInstance, result: dict[str, Any]) -> None:
+    def _finish_instance(
+        self,
+        instance: TaskInstance,
+        result: dict[str, Any],
+        celery_result: queries.Upsert | None = None,
+    ) -> bool:
+        """Finish a running instance and fire its cascade; ``False`` if it was no longer running.
+
+        ``celery_result``, the row of its Celery task's result, is written in
+        the same transaction, so exactly when the instance is finished.
+        """
         prefetched, self._cascade_read = self._cascade_read, None
         if self._may_fire_without_lock():
             # The cascade's write finishes the instance too: one statement,
@@ -933,22 +947,28 @@ class TriggerManager:
             if prefetched is not None and prefetched[0] == instance.pk:
                 states.insert(0, prefetched[1])
             for state in states:
-                if (
-                    self._apply_fire(
-                        instance.task_name, result, cascade, finishing=instance, state=state
-                    )
-                    is not None
-                ):
-                    return
+                written = self._apply_fire(
+                    instance.task_name,
+                    result,
+                    cascade,
+                    finishing=instance,
+                    celery_result=celery_result,
+                    state=state,
+                )
+                if written is not None:
+                    return True
             self._note_contention()
         with self._locked(bump=False):
             running = self._lock_running(instance, "finished")
             if running is None:
-                return
+                return False
             running.result = result
             self._set_status(running, FINISHED, timezone.now())
             queries.update_instances(self._db, [running], [*_STATUS_FIELDS, "result"])
+            if celery_result is not None:
+                queries.upsert(self._db, celery_result)
             self._fire_locked(running.task_name, result, FiredTrigger.CASCADE)
+            return True
 
     def _fail_instance(
         self,

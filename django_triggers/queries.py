@@ -295,12 +295,39 @@ def _started_width() -> int:
 
 
 @dataclass
+class Upsert:
+    """A row written with a fire; it replaces the row with the same ``key``, but for ``kept``."""
+
+    row: Model
+    key: str
+    kept: tuple[str, ...] = ()
+
+    def updated_names(self) -> tuple[str, ...]:
+        """The attnames of the fields that replace those of an existing row."""
+        skipped = {self.key, *self.kept}
+        return tuple(name for name in _inserted_names(type(self.row)) if name not in skipped)
+
+
+def upsert(using: str, change: Upsert) -> None:
+    """Write the row of ``change``, in a statement of its own."""
+    model = type(change.row)
+    model._default_manager.using(using).bulk_create(
+        [change.row],
+        update_conflicts=True,
+        unique_fields=[change.key],
+        update_fields=list(change.updated_names()),
+    )
+
+
+@dataclass
 class Finishing:
     """A running instance whose cascade the fire is: finished by the fire's own write."""
 
     pk: int
     result: Any
     when: datetime
+    #: The row of its Celery task's result, written only if it is finished.
+    celery_result: Upsert | None = None
 
 
 def write_fire(
@@ -373,6 +400,10 @@ def _write_fire_in_one_statement(
         )
         params += [finishing.pk, TaskInstance.RUNNING]
         guard = "finish"
+        if finishing.celery_result is not None:
+            sql, values = _upsert_sql(connection, finishing.celery_result, guard)
+            parts.append(f"celery_result AS ({sql})")
+            params += values
     sql, values = _insert_sql(connection, [fired], guard=guard)
     parts.append(f"fired AS ({sql} ON CONFLICT DO NOTHING RETURNING {quote('id')})")
     params += values
@@ -578,6 +609,33 @@ def _insert_sql(
     for obj in objects:
         params += _db_values(connection, obj, _inserted_names(model), add=True)
     return sql, params
+
+
+def _upsert_sql(
+    connection: BaseDatabaseWrapper, change: Upsert, guard: str
+) -> tuple[str, list[Any]]:
+    """``INSERT ... ON CONFLICT DO UPDATE`` of ``change``'s row, if CTE ``guard`` returned a row."""
+    sql, params = _insert_sql(connection, [change.row], guard=guard)
+    model = type(change.row)
+    names = change.updated_names()
+    conflict = _cached(
+        f"upsert:{model._meta.label}:{change.key}:{','.join(names)}",
+        connection,
+        partial(_build_on_conflict_sql, model=model, key=change.key, names=names),
+    )
+    return f"{sql} {conflict}", params
+
+
+def _build_on_conflict_sql(
+    connection: BaseDatabaseWrapper, *, model: type[Model], key: str, names: Sequence[str]
+) -> str:
+    quote = connection.ops.quote_name
+
+    def column(name: str) -> str:
+        return quote(_column(model._meta.get_field(name)))
+
+    assignments = ", ".join(f"{column(name)} = EXCLUDED.{column(name)}" for name in names)
+    return f"ON CONFLICT ({column(key)}) DO UPDATE SET {assignments}"
 
 
 def _build_insert_sql(

@@ -25,7 +25,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from celery import Task, current_app
+from celery import Task, current_app, states
+from django.apps import apps
+from django.db import router
 
 from django_triggers import encoding
 from django_triggers.exceptions import ManagerClassError, SessionNotFound, with_context
@@ -33,6 +35,7 @@ from django_triggers.exceptions import ManagerClassError, SessionNotFound, with_
 if TYPE_CHECKING:
     from django_triggers.manager import TriggerManager
     from django_triggers.models import TaskInstance
+    from django_triggers.queries import Upsert
 
 logger = logging.getLogger(__name__)
 
@@ -261,8 +264,56 @@ class TriggerTask(Task):
         except (TypeError, ValueError) as exc:
             manager._fail_instance(instance, exc)
             return None
-        manager._finish_instance(instance, result)
+        celery_result = self._celery_result(manager, result)
+        finished = manager._finish_instance(instance, result, celery_result)
+        if finished and celery_result is not None:
+            # Stored with the finish: the result backend need not store it again.
+            self.request.ignore_result = True
         return result
+
+    def _celery_result(self, manager: TriggerManager, result: dict[str, Any]) -> Upsert | None:
+        """The row the database result backend would store for this run, or ``None``.
+
+        Written by the instance's finish, in the transaction that also fires
+        its cascade, the row needs no transaction of its own, and it exists
+        exactly when the instance is finished. ``None``, and Celery stores
+        the result itself as usual, unless this is a worker's run whose
+        result is kept, by django-celery-results' backend, in the session's
+        database.
+        """
+        if not apps.is_installed("django_celery_results"):
+            return None
+        from django_celery_results.backends.database import DatabaseBackend
+
+        from django_triggers.queries import Upsert
+
+        backend, request = self.backend, self.request
+        if (
+            not isinstance(backend, DatabaseBackend)
+            or not request.id
+            or request.called_directly
+            or request.is_eager
+            or request.ignore_result
+            or self.ignore_result
+            or router.db_for_write(backend.TaskModel) != manager._db
+        ):
+            return None
+        content_type, content_encoding, encoded = backend.encode_content(result)
+        meta = {
+            **(getattr(request, "meta", None) or {}),
+            "children": backend.current_task_children(request),
+        }
+        row = backend.TaskModel(
+            task_id=request.id,
+            status=states.SUCCESS,
+            result=encoded,
+            content_type=content_type,
+            content_encoding=content_encoding,
+            meta=backend.encode_content(meta)[2],
+            **backend._get_extended_properties(request, None),
+        )
+        # As the backend's store_result replaces a row (of the STARTED state, say).
+        return Upsert(row, key="task_id", kept=("date_created", "date_started"))
 
     def _check_result(self, instance_name: str, returned: Any) -> dict[str, Any]:
         return encoding.normalize_mapping(
