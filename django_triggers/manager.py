@@ -442,14 +442,21 @@ class TriggerManager:
             finished = queries.Finishing(finishing.pk, kwargs, now, celery_result)
         if not queries.write_fire(self._db, created, touched, fired, state, finished):
             return None
-        for change in status_changes:
-            self._on_status_change(*change)
         # Outside a transaction (a fire without the lock, in autocommit mode)
-        # the write has committed, and on_commit runs these at once.
-        transaction.on_commit(partial(self._after_fire_commit, fired, scheduled), using=self._db)
+        # the write has committed, and on_commit runs this at once.
+        transaction.on_commit(
+            partial(self._after_fire_commit, fired, scheduled, status_changes), using=self._db
+        )
         return scheduled
 
-    def _after_fire_commit(self, fired: FiredTrigger, scheduled: list[TaskInstance]) -> None:
+    def _after_fire_commit(
+        self,
+        fired: FiredTrigger,
+        scheduled: list[TaskInstance],
+        status_changes: list[StatusChange],
+    ) -> None:
+        for change in status_changes:
+            self._signal_status_change(*change)
         self._call_hook(self._post_fire, fired.trigger_name, scheduled)
         self._send(
             signals.trigger_fired,
@@ -579,15 +586,18 @@ class TriggerManager:
         signal.send_robust(sender=type(self), session_uid=self.session_uid, **kwargs)
 
     def _on_status_change(self, instance: TaskInstance, old: str | None, new: str) -> None:
+        """Signal the change once the transaction commits."""
         transaction.on_commit(
-            partial(
-                self._send,
-                signals.instance_status_changed,
-                instance_name=instance.name,
-                task_name=instance.task_name,
-                old_status=old,
-                new_status=new,
-            )
+            partial(self._signal_status_change, instance, old, new), using=self._db
+        )
+
+    def _signal_status_change(self, instance: TaskInstance, old: str | None, new: str) -> None:
+        self._send(
+            signals.instance_status_changed,
+            instance_name=instance.name,
+            task_name=instance.task_name,
+            old_status=old,
+            new_status=new,
         )
 
     def _set_status(

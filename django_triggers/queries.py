@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache, partial
 from typing import TYPE_CHECKING, Any, cast
+from weakref import WeakKeyDictionary
 
 from django.db import connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -124,7 +126,7 @@ def lock_session(using: str, session_id: int, *, bump: bool = True) -> bool:
     database's write lock.
     """
     connection = connections[using]
-    with connection.cursor() as cursor:
+    with _cursor(connection) as cursor:
         if bump:
             cursor.execute(_cached("lock_bump", connection, _build_lock_bump_sql), [session_id])
             return bool(cursor.rowcount == 1)
@@ -150,13 +152,15 @@ def read_for_fire(using: str, session_id: int, trigger_name: str) -> FireState:
         connection,
         partial(_build_read_sql, session="%(session)s", trigger="%(trigger)s"),
     )
-    with connection.cursor() as cursor:
+    with _cursor(connection) as cursor:
         cursor.execute(sql, {"session": session_id, "trigger": trigger_name})
         rows = cursor.fetchall()
-    return _fire_state(using, session_id, rows)
+    return _fire_state(connection, session_id, rows)
 
 
-def _fire_state(using: str, session_id: int, rows: Iterable[Sequence[Any]]) -> FireState:
+def _fire_state(
+    connection: BaseDatabaseWrapper, session_id: int, rows: Iterable[Sequence[Any]]
+) -> FireState:
     """The state of a fire from the rows of the read (see ``_build_read_sql``)."""
     state = FireState(manager_class="")
     seen_configs: dict[int, TaskConfig] = {}
@@ -173,7 +177,7 @@ def _fire_state(using: str, session_id: int, rows: Iterable[Sequence[Any]]) -> F
             continue
         config = seen_configs.get(config_values[0])
         if config is None:
-            config = _from_db(TaskConfig, using, CONFIG_FIELDS, config_values)
+            config = _from_db(TaskConfig, connection, CONFIG_FIELDS, config_values)
             config.session_id = session_id
             seen_configs[config.id] = config
             state.configs.append(config)
@@ -184,7 +188,7 @@ def _fire_state(using: str, session_id: int, rows: Iterable[Sequence[Any]]) -> F
         instance_values = row[5 + width : -2]
         if instance_values[0] is not None and instance_values[0] not in seen_instances:
             seen_instances.add(instance_values[0])
-            instance = _from_db(TaskInstance, using, INSTANCE_FIELDS, instance_values)
+            instance = _from_db(TaskInstance, connection, INSTANCE_FIELDS, instance_values)
             instance.session_id = session_id
             instance.config_id = config.id
             instance.config = config
@@ -195,14 +199,14 @@ def _fire_state(using: str, session_id: int, rows: Iterable[Sequence[Any]]) -> F
 def lock_instance(using: str, session_id: int, name: str) -> TaskInstance | None:
     """The session's instance ``name`` with its config, its row locked; ``None`` if absent."""
     connection = connections[using]
-    with connection.cursor() as cursor:
+    with _cursor(connection) as cursor:
         cursor.execute(
             _cached("lock_instance", connection, _build_lock_instance_sql), [session_id, name]
         )
         row = cursor.fetchone()
     if row is None:
         return None
-    return _instance_with_config(using, row)
+    return _instance_with_config(connection, row)
 
 
 @cache
@@ -211,12 +215,12 @@ def _attnames(model: type[Model]) -> tuple[str, ...]:
     return tuple(f.attname for f in model._meta.concrete_fields)
 
 
-def _instance_with_config(using: str, row: Sequence[Any]) -> TaskInstance:
+def _instance_with_config(connection: BaseDatabaseWrapper, row: Sequence[Any]) -> TaskInstance:
     """An instance and its config from a row of all their columns, in field order."""
     instance_names = _attnames(TaskInstance)
     config_names = _attnames(TaskConfig)
-    instance = _from_db(TaskInstance, using, instance_names, row[: len(instance_names)])
-    instance.config = _from_db(TaskConfig, using, config_names, row[len(instance_names) :])
+    instance = _from_db(TaskInstance, connection, instance_names, row[: len(instance_names)])
+    instance.config = _from_db(TaskConfig, connection, config_names, row[len(instance_names) :])
     return cast(TaskInstance, instance)
 
 
@@ -236,10 +240,10 @@ def transition_instance(
         return None
     sql = _cached("transition", connection, _build_transition_sql)
     params = [*_status_params(connection, new, when, {}), session_id, name, old]
-    with connection.cursor() as cursor:
+    with _cursor(connection) as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
-    return None if row is None else _instance_with_config(using, row)
+    return None if row is None else _instance_with_config(connection, row)
 
 
 @dataclass
@@ -273,7 +277,7 @@ def start_by_uid(using: str, session_uid: str, name: str, when: datetime) -> Sta
         name,
         TaskInstance.SCHEDULED,
     ]
-    with connection.cursor() as cursor:
+    with _cursor(connection) as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     width = _started_width()
@@ -283,10 +287,10 @@ def start_by_uid(using: str, session_uid: str, name: str, when: datetime) -> Sta
     [started_row] = started
     instance_width = len(_attnames(TaskInstance)) + len(_attnames(TaskConfig))
     session_values = started_row[instance_width:]
-    session = _from_db(TriggerSession, using, _attnames(TriggerSession), session_values)
-    instance = _instance_with_config(using, started_row[:instance_width])
+    session = _from_db(TriggerSession, connection, _attnames(TriggerSession), session_values)
+    instance = _instance_with_config(connection, started_row[:instance_width])
     read = [(row[0], *row[1 + width :]) for row in rows if row[0] != "s"]
-    return Started(session, instance, _fire_state(using, session.pk, read))
+    return Started(session, instance, _fire_state(connection, session.pk, read))
 
 
 def _started_width() -> int:
@@ -422,7 +426,7 @@ def _write_fire_in_one_statement(
         "(SELECT json_agg(json_build_array(id, name)) FROM new_instances)" if created else "NULL"
     )
     statement = f"WITH {', '.join(parts)} SELECT (SELECT id FROM fired), {new_ids}"
-    with connection.cursor() as cursor:
+    with _cursor(connection) as cursor:
         cursor.execute(statement, params)
         fired_id, created_ids = cursor.fetchone()
     if fired_id is None:
@@ -447,7 +451,7 @@ def update_instances(
     params = [
         [*_db_values(connection, instance, names, add=False), instance.pk] for instance in instances
     ]
-    with connection.cursor() as cursor:
+    with _cursor(connection) as cursor:
         sql = _cached(
             f"update:{','.join(names)}", connection, partial(_build_update_sql, names=names)
         )
@@ -463,7 +467,7 @@ def insert(using: str, objects: Iterable[Model]) -> None:
     connection = connections[using]
     sql, params = _insert_sql(connection, objects)
     meta = type(objects[0])._meta
-    with connection.cursor() as cursor:
+    with _cursor(connection) as cursor:
         cursor.execute(f"{sql} RETURNING {connection.ops.quote_name(_column(meta.pk))}", params)
         for obj, (pk,) in zip(objects, cursor.fetchall(), strict=True):
             obj.pk = pk
@@ -677,7 +681,9 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str | bytes) else value
 
 
-def _from_db(model: type[Model], using: str, names: Sequence[str], values: Sequence[Any]) -> Any:
+def _from_db(
+    model: type[Model], connection: BaseDatabaseWrapper, names: Sequence[str], values: Sequence[Any]
+) -> Any:
     """A model instance from raw column values, converted and built as ``Model.from_db`` would.
 
     The fields not named are deferred. Unless something listens to the
@@ -685,7 +691,6 @@ def _from_db(model: type[Model], using: str, names: Sequence[str], values: Seque
     ``Model.__init__``, whose generic handling of arguments costs more than
     the rest of reading a row: a fire builds several instances.
     """
-    connection = connections[using]
     names = tuple(names)
     values = list(values)
     for position, column, converters in _conversions(connection, model, names):
@@ -694,12 +699,12 @@ def _from_db(model: type[Model], using: str, names: Sequence[str], values: Seque
             value = converter(value, column, connection)
         values[position] = value
     if pre_init.has_listeners(model) or post_init.has_listeners(model):
-        return model.from_db(using, list(names), values)
+        return model.from_db(connection.alias, list(names), values)
     instance = model.__new__(model)
     instance.__dict__.update(zip(names, values, strict=True))
     state = instance._state = ModelState()
     state.adding = False
-    state.db = using
+    state.db = connection.alias
     return instance
 
 
@@ -729,6 +734,42 @@ def _converters(
     column = Col(model._meta.db_table, model_field)
     backend = connection.ops.get_db_converters(column)
     return column, backend + model_field.get_db_converters(connection)
+
+
+#: The cursor kept for each PostgreSQL connection (see ``_cursor``).
+_kept_cursors: WeakKeyDictionary[Any, Any] = WeakKeyDictionary()
+
+
+@contextmanager
+def _cursor(connection: BaseDatabaseWrapper) -> Iterator[Any]:
+    """A cursor for this module's statements; on PostgreSQL, one kept per connection.
+
+    A new psycopg cursor looks up again how to dump each type of parameter
+    and load each type of column: for the two statements of a fire, that is
+    a sixteenth of the firing process's work. psycopg reads a result whole,
+    so a kept cursor holds nothing open on the server between statements.
+    It is wrapped anew each time, as ``connection.cursor()`` wraps a new one,
+    so that health checks, query logging (``DEBUG``, ``CaptureQueriesContext``)
+    and execute wrappers apply as they do to any cursor. On other databases,
+    a new cursor each time: a SQLite statement not stepped to its end would
+    keep its read transaction open.
+    """
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    database_connection = connection.connection
+    kept = _kept_cursors.get(database_connection)
+    if kept is None or kept.closed:
+        with connection.wrap_database_errors:
+            kept = _kept_cursors[database_connection] = connection.create_cursor()
+    if connection.queries_logged:
+        yield connection.make_debug_cursor(kept)
+    else:
+        yield connection.make_cursor(kept)
 
 
 _sql_cache: dict[tuple[str, str], str] = {}

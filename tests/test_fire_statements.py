@@ -1,7 +1,7 @@
 """What a fire costs the database: a fixed number of statements, none after its commit."""
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 from django.db.models.signals import post_init
 from django.test.utils import CaptureQueriesContext
 
@@ -184,3 +184,39 @@ def test_values_without_a_short_way_take_the_fields_own_preparation(transactiona
     assert db_value("number", "7") == 7
     assert db_value("number", True) == 1
     assert db_value("kwargs", None) is None
+
+
+@pytest.mark.postgres
+def test_fires_on_one_connection_reuse_one_cursor(transactional_db):
+    manager = TriggerManager("statements-kept-cursor")
+    configure(manager, others=0)
+    cursors = []
+
+    def record_cursor(execute, sql, params, many, context):
+        cursors.append(context["cursor"].cursor)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record_cursor):
+        manager.fire("first")
+        manager.fire("second")
+
+    assert len(cursors) == 4
+    assert len(set(map(id, cursors))) == 1
+    assert RecordingRunner.dispatched == ["target#0"]
+
+
+@pytest.mark.postgres
+def test_a_fire_after_its_connection_was_lost_runs_on_the_new_connection(transactional_db):
+    manager = TriggerManager("statements-lost-connection")
+    configure(manager, others=0)
+    manager.fire("first")
+    with pytest.raises(OperationalError), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+    with pytest.raises(OperationalError):
+        manager.fire("second")  # as any statement on the lost connection
+    connection.close_if_unusable_or_obsolete()  # as Django does after a request
+    manager.fire("second")
+
+    assert manager.get_instance("target#0").status == TaskInstance.SCHEDULED
+    assert RecordingRunner.dispatched == ["target#0"]
