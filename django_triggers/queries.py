@@ -14,8 +14,9 @@ the ORM would store and read, on any database Django supports.
 from __future__ import annotations
 
 import json
+import operator
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -601,18 +602,25 @@ def _inserted_names(model: type[Model]) -> tuple[str, ...]:
 def _insert_sql(
     connection: BaseDatabaseWrapper, objects: Sequence[Model], guard: str | None = None
 ) -> tuple[str, list[Any]]:
-    """``INSERT`` of the objects; with ``guard``, of none of them if that CTE returned no row."""
+    """``INSERT`` of the objects; with ``guard``, of none of them if that CTE returned no row.
+
+    A NULL is written in the statement rather than passed: a new instance
+    has several, and psycopg caches how it rewrites a statement's
+    placeholders only up to 50 parameters (past that, it parses the
+    statement again at every execution).
+    """
     model = type(objects[0])
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    rows = [_db_values(connection, obj, _inserted_names(model), add=True) for obj in objects]
+    nulls = tuple(tuple(map(_is_null, row)) for row in rows)
     sql = _cached(
-        f"insert:{model._meta.label}:{len(objects)}:{guard}",
+        ("insert", model, nulls, guard),
         connection,
-        partial(_build_insert_sql, model=model, fields=fields, rows=len(objects), guard=guard),
+        partial(_build_insert_sql, model=model, nulls=nulls, guard=guard),
     )
-    params = []
-    for obj in objects:
-        params += _db_values(connection, obj, _inserted_names(model), add=True)
-    return sql, params
+    return sql, [value for row in rows for value in row if value is not None]
+
+
+_is_null = partial(operator.is_, None)
 
 
 def _upsert_sql(
@@ -646,19 +654,23 @@ def _build_insert_sql(
     connection: BaseDatabaseWrapper,
     *,
     model: type[Model],
-    fields: Sequence[Field[Any, Any]],
-    rows: int,
+    nulls: Sequence[Sequence[bool]],
     guard: str | None,
 ) -> str:
     quote = connection.ops.quote_name
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     columns = ", ".join(quote(_column(f)) for f in fields)
-    if guard is None:
-        row = f"({', '.join(['%s'] * len(fields))})"
-        values = f"VALUES {', '.join([row] * rows)}"
-    else:
-        # Typed placeholders: a VALUES list outside INSERT has no column types to infer.
-        row = f"({', '.join(f'%s::{f.cast_db_type(connection)}' for f in fields)})"
-        values = f"SELECT v.* FROM {guard}, (VALUES {', '.join([row] * rows)}) v"
+    # Typed, with a guard: a VALUES list outside INSERT has no column types to infer.
+    casts = [f"::{f.cast_db_type(connection)}" if guard else "" for f in fields]
+
+    def row(row_nulls: Sequence[bool]) -> str:
+        cells = (
+            ("NULL" if null else "%s") + cast for null, cast in zip(row_nulls, casts, strict=True)
+        )
+        return f"({', '.join(cells)})"
+
+    rows = ", ".join(row(row_nulls) for row_nulls in nulls)
+    values = f"VALUES {rows}" if guard is None else f"SELECT v.* FROM {guard}, (VALUES {rows}) v"
     return f"INSERT INTO {quote(model._meta.db_table)} ({columns}) {values}"
 
 
@@ -772,10 +784,11 @@ def _cursor(connection: BaseDatabaseWrapper) -> Iterator[Any]:
         yield connection.make_cursor(kept)
 
 
-_sql_cache: dict[tuple[str, str], str] = {}
+_sql_cache: dict[tuple[Hashable, str], str] = {}
 
 
-def _cached(name: str, connection: BaseDatabaseWrapper, build: Any) -> str:
+def _cached(name: Hashable, connection: BaseDatabaseWrapper, build: Any) -> str:
+    """The SQL ``build`` makes for the connection's database, built once per ``name``."""
     key = (name, connection.vendor)
     if key not in _sql_cache:
         _sql_cache[key] = build(connection)
