@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache, partial
+from itertools import compress
 from typing import TYPE_CHECKING, Any, cast
 from weakref import WeakKeyDictionary
 
@@ -604,20 +605,25 @@ def _insert_sql(
 ) -> tuple[str, list[Any]]:
     """``INSERT`` of the objects; with ``guard``, of none of them if that CTE returned no row.
 
-    A NULL is written in the statement rather than passed: a new instance
-    has several, and psycopg caches how it rewrites a statement's
-    placeholders only up to 50 parameters (past that, it parses the
-    statement again at every execution).
+    A column that is NULL in every row is written as ``NULL`` in the
+    statement rather than passed: a new instance has several, and psycopg
+    caches how it rewrites a statement's placeholders only up to 50
+    parameters (past that, it parses the statement again at every
+    execution).
     """
     model = type(objects[0])
     rows = [_db_values(connection, obj, _inserted_names(model), add=True) for obj in objects]
-    nulls = tuple(tuple(map(_is_null, row)) for row in rows)
+    if len(rows) == 1:
+        nulls = tuple(map(_is_null, rows[0]))
+    else:
+        nulls = tuple(all(map(_is_null, column)) for column in zip(*rows, strict=True))
     sql = _cached(
-        ("insert", model, nulls, guard),
+        ("insert", model, len(rows), nulls, guard),
         connection,
-        partial(_build_insert_sql, model=model, nulls=nulls, guard=guard),
+        partial(_build_insert_sql, model=model, rows=len(rows), nulls=nulls, guard=guard),
     )
-    return sql, [value for row in rows for value in row if value is not None]
+    passed = [not null for null in nulls]
+    return sql, [value for row in rows for value in compress(row, passed)]
 
 
 _is_null = partial(operator.is_, None)
@@ -654,7 +660,8 @@ def _build_insert_sql(
     connection: BaseDatabaseWrapper,
     *,
     model: type[Model],
-    nulls: Sequence[Sequence[bool]],
+    rows: int,
+    nulls: Sequence[bool],
     guard: str | None,
 ) -> str:
     quote = connection.ops.quote_name
@@ -662,16 +669,15 @@ def _build_insert_sql(
     columns = ", ".join(quote(_column(f)) for f in fields)
     # Typed, with a guard: a VALUES list outside INSERT has no column types to infer.
     casts = [f"::{f.cast_db_type(connection)}" if guard else "" for f in fields]
-
-    def row(row_nulls: Sequence[bool]) -> str:
-        cells = (
-            ("NULL" if null else "%s") + cast for null, cast in zip(row_nulls, casts, strict=True)
-        )
-        return f"({', '.join(cells)})"
-
-    rows = ", ".join(row(row_nulls) for row_nulls in nulls)
-    values = f"VALUES {rows}" if guard is None else f"SELECT v.* FROM {guard}, (VALUES {rows}) v"
-    return f"INSERT INTO {quote(model._meta.db_table)} ({columns}) {values}"
+    cells = (("NULL" if null else "%s") + cast for null, cast in zip(nulls, casts, strict=True))
+    row = f"({', '.join(cells)})"
+    values = ", ".join([row] * rows)
+    if guard is None:
+        return f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES {values}"
+    return (
+        f"INSERT INTO {quote(model._meta.db_table)} ({columns}) "
+        f"SELECT v.* FROM {guard}, (VALUES {values}) v"
+    )
 
 
 def _field(model: type[Model], name: str) -> Field[Any, Any]:

@@ -220,3 +220,24 @@ def test_a_fire_after_its_connection_was_lost_runs_on_the_new_connection(transac
 
     assert manager.get_instance("target#0").status == TaskInstance.SCHEDULED
     assert RecordingRunner.dispatched == ["target#0"]
+
+
+def test_a_fire_creating_instances_with_and_without_a_value_stores_each_as_given(
+    transactional_db,
+):
+    manager = TriggerManager("statements-mixed-nulls")
+    manager.update_configuration(
+        {
+            "t_timed": {"after": ["go", "later"], "run": ECHO, "within": 60},
+            "t_open": {"after": ["go", "later"], "run": ECHO},
+            "t_plain": {"after": ["go", "later"], "run": ECHO},
+        }
+    )
+
+    manager.fire("go")
+
+    deadlines = {name: manager.get_instance(f"{name}#0").deadline for name in ("t_timed", "t_open")}
+    assert deadlines["t_timed"] is not None
+    assert deadlines["t_open"] is None
+    assert manager.get_instance("t_plain#0").deadline is None
+    assert manager.get_instance("t_timed#0").kwargs == {"go": {}}
