@@ -12,33 +12,47 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import display_for_value, unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import slugify
+from django.utils.translation import gettext, gettext_lazy
 
 from django_triggers.graph import session_graph, to_dot, to_mermaid, to_svg
+from django_triggers.management.base import (
+    MANAGER_ERRORS,
+    InvalidJSON,
+    describe_refusal,
+    json_type,
+    load_json,
+)
 from django_triggers.manager import TriggerManager
 from django_triggers.models import FiredTrigger, TaskConfig, TaskInstance, TriggerSession
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
 
+T = TypeVar("T")
+
 #: What the manager raises for a request it refuses: wrong status, bad kwargs,
-#: unknown instance or session, unencodable values, an unusable manager class.
-#: Shown to the operator as a message; nothing was changed.
-REFUSALS = (ValueError, TypeError, LookupError, ImportError)
+#: unknown instance or session, values it cannot store, an unusable manager
+#: class; and what the database raises for a value that slipped past its
+#: checks. Shown to the operator on the form; nothing was changed.
+REFUSALS = (*MANAGER_ERRORS, ImportError)
 
 STATUSES = [status for status, _ in TaskInstance.STATUS_CHOICES]
 UNRESOLVED_STATUSES = [s for s in STATUSES if s not in TaskInstance.RESOLVED_STATUSES]
@@ -46,6 +60,41 @@ UNRESOLVED_STATUSES = [s for s in STATUSES if s not in TaskInstance.RESOLVED_STA
 #: How many fires and instances the session page lists before pointing elsewhere.
 TIMELINE_LIMIT = 500
 INSTANCES_LIMIT = 500
+#: How many instances each list of the session page's attention panel shows
+#: before it links to the rest.
+ATTENTION_LIMIT = 100
+
+#: What the attention panel lists: each kind of instance needing attention,
+#: which instances those are, and the instance list's filter showing them all.
+ATTENTION_KINDS: list[tuple[str, Q, dict[str, str]]] = [
+    ("failed", Q(status=TaskInstance.FAILED), {"status__exact": TaskInstance.FAILED}),
+    ("waiting", Q(status=TaskInstance.UNSTARTED), {"status__exact": TaskInstance.UNSTARTED}),
+    (
+        "in_flight",
+        Q(status__in=[TaskInstance.SCHEDULED, TaskInstance.RUNNING]),
+        {"status__in": f"{TaskInstance.SCHEDULED},{TaskInstance.RUNNING}"},
+    ),
+    ("unresolved_logs", TaskInstance.unresolved_logs_q(), {"logs": "unresolved"}),
+]
+
+
+@dataclass(frozen=True)
+class AttentionList:
+    """The instances of a session needing one kind of attention: the first ones, and
+    how many there are in all, so that the page never hides that there are more."""
+
+    rows: list[dict[str, Any]]
+    total: int
+    #: The instance list, filtered to all of them.
+    url: str
+
+    @property
+    def hidden(self) -> int:
+        """How many of them are not listed."""
+        return self.total - len(self.rows)
+
+    def __bool__(self) -> bool:
+        return self.total > 0
 
 
 def session_manager(session_uid: str) -> TriggerManager:
@@ -58,7 +107,13 @@ def session_manager(session_uid: str) -> TriggerManager:
 
 
 def pretty_json(value: Any) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False, cls=DjangoJSONEncoder)
+    """``value`` as indented JSON, for reading.
+
+    A lone surrogate, which a stored value may hold but a page cannot (it is
+    not UTF-8), is written as its JSON escape.
+    """
+    text = json.dumps(value, indent=2, ensure_ascii=False, cls=DjangoJSONEncoder)
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode()
 
 
 def json_block(value: Any) -> SafeString:
@@ -77,22 +132,25 @@ def can_skip_instances(request: HttpRequest) -> bool:
     return request.user.has_perm("django_triggers.skip_taskinstance")
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed")
+def _parse_json_object(text: str, what: StrOrPromise) -> dict[str, Any] | None:
+    """The JSON object in ``text``; ``None`` when it is blank.
 
-
-def _parse_json_object(text: str, what: str) -> dict[str, Any] | None:
-    """The JSON object in ``text``; ``None`` when it is blank."""
+    Parsed as the management commands parse JSON (see
+    :func:`~django_triggers.management.base.load_json`): text nested too deeply
+    to parse and objects naming a key twice are refused, not a server error.
+    """
     text = text.strip()
     if not text:
         return None
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
-    except ValueError as exc:
-        raise ValidationError(f"{what} is not valid JSON: {exc}") from None
+        value = load_json(text, str(what))
+    except InvalidJSON as exc:
+        raise ValidationError(str(exc), code="invalid_json") from None
     if not isinstance(value, dict):
         raise ValidationError(
-            f"{what} must be a JSON object ({{...}}), not a JSON {type(value).__name__}"
+            gettext("%(what)s must be a JSON object ({...}), not %(type)s")
+            % {"what": what, "type": json_type(value)},
+            code="not_an_object",
         )
     return value
 
@@ -100,7 +158,7 @@ def _parse_json_object(text: str, what: str) -> dict[str, Any] | None:
 class JSONObjectField(forms.CharField):
     """A textarea holding an optional JSON object; blank means ``None``."""
 
-    def __init__(self, *, what: str, **kwargs: Any):
+    def __init__(self, *, what: StrOrPromise, **kwargs: Any):
         self.what = what
         kwargs.setdefault("required", False)
         kwargs.setdefault(
@@ -108,25 +166,22 @@ class JSONObjectField(forms.CharField):
         )
         super().__init__(strip=False, **kwargs)
 
-    # A CharField cleans the text, then this parses it: an object, not a str.
-    def to_python(self, value: Any) -> dict[str, Any] | None:  # type: ignore[override]
-        return _parse_json_object(super().to_python(value) or "", self.what)
+    def clean(self, value: Any) -> dict[str, Any] | None:
+        """The text, checked as text (no NUL characters), parsed: an object, not a str."""
+        return _parse_json_object(super().clean(value), self.what)
 
 
 class ReplayForm(forms.Form):
     replacement_kwargs = JSONObjectField(
-        what="Replacement kwargs",
-        label="Replacement kwargs",
-        help_text=(
+        what=gettext_lazy("Replacement kwargs"),
+        label=gettext_lazy("Replacement kwargs"),
+        help_text=gettext_lazy(
             "Optional. A JSON object mapping trigger names to new kwargs, for example "
             '{"firstPageReceived": {"responses": {"name": "Ada"}}}. Triggers not named '
-            "keep the kwargs of the failed instance."
+            "keep the kwargs of the failed instance; triggers the task does not wait for "
+            "are passed to it too."
         ),
     )
-
-    def __init__(self, *args: Any, instances: Sequence[TaskInstance], **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.instances = instances
 
     def clean_replacement_kwargs(self) -> dict[str, dict[str, Any]] | None:
         replacement: dict[str, Any] | None = self.cleaned_data["replacement_kwargs"]
@@ -135,17 +190,10 @@ class ReplayForm(forms.Form):
         for trigger, kwargs in replacement.items():
             if not isinstance(kwargs, dict):
                 raise ValidationError(
-                    f"The kwargs of trigger {trigger!r} must be a JSON object, "
-                    f"not a JSON {type(kwargs).__name__}."
-                )
-        for instance in self.instances:
-            if instance.status != TaskInstance.FAILED:
-                continue
-            unknown = [name for name in replacement if name not in instance.config.after]
-            if unknown:
-                raise ValidationError(
-                    f"{instance.name} does not wait for {', '.join(map(repr, unknown))}; "
-                    f"its after triggers are {', '.join(map(repr, instance.config.after))}."
+                    gettext(
+                        "The kwargs of trigger %(trigger)s must be a JSON object, not %(type)s."
+                    )
+                    % {"trigger": repr(trigger), "type": json_type(kwargs)}
                 )
         return replacement
 
@@ -153,16 +201,16 @@ class ReplayForm(forms.Form):
 class SkipForm(forms.Form):
     cascade = forms.BooleanField(
         required=False,
-        label="Cascade",
-        help_text=(
+        label=gettext_lazy("Cascade"),
+        help_text=gettext_lazy(
             "Fire the task's own trigger, as if it had finished, so that the tasks "
             "waiting for it can run."
         ),
     )
     result = JSONObjectField(
-        what="The result",
-        label="Result",
-        help_text=(
+        what=gettext_lazy("The result"),
+        label=gettext_lazy("Result"),
+        help_text=gettext_lazy(
             "Optional. A JSON object recorded as the instance's result and, with "
             "cascade, fired as the kwargs of its trigger."
         ),
@@ -172,13 +220,13 @@ class SkipForm(forms.Form):
 class FireTriggerForm(forms.Form):
     trigger_name = forms.CharField(
         max_length=255,
-        label="Trigger name",
+        label=gettext_lazy("Trigger name"),
         widget=forms.TextInput(attrs={"list": "dt-known-triggers", "size": 60}),
     )
     kwargs = JSONObjectField(
-        what="The kwargs",
-        label="Kwargs",
-        help_text="Optional. A JSON object; blank fires the trigger with {}.",
+        what=gettext_lazy("The kwargs"),
+        label=gettext_lazy("Kwargs"),
+        help_text=gettext_lazy("Optional. A JSON object; blank fires the trigger with {}."),
     )
     #: Makes the form's submission idempotent: posting it twice fires once.
     event_id = forms.CharField(max_length=255, widget=forms.HiddenInput)
@@ -372,6 +420,41 @@ def _managers() -> Callable[[str], TriggerManager]:
     return get
 
 
+def _act_on_failed_instances(
+    instances: Iterable[TaskInstance], act: Callable[[TriggerManager, TaskInstance], T]
+) -> tuple[list[tuple[TaskInstance, T]], list[str]]:
+    """Apply ``act`` to each instance through its session's manager: to every failed
+    one, or to none.
+
+    Returns what ``act`` returned for each instance, and the manager's refusals
+    for the instances that were not failed, which the form said it would leave
+    as they are. A refusal for a failed instance (a value that cannot be
+    stored, an instance changed meanwhile, an unusable manager class) undoes
+    the whole action and is raised as a ``ValidationError`` naming it.
+    Instances are handled in the order of their sessions, so that two actions
+    on the same sessions take their locks in the same order.
+    """
+    manager_for = _managers()
+    done: list[tuple[TaskInstance, T]] = []
+    left: list[str] = []
+    with transaction.atomic():
+        for instance in sorted(instances, key=lambda i: (i.session_id, i.name)):
+            try:
+                # A savepoint: a refusal by the database leaves the others' work usable.
+                with transaction.atomic():
+                    done.append((instance, act(manager_for(instance.session.uid), instance)))
+            except REFUSALS as exc:
+                if instance.status != TaskInstance.FAILED:
+                    left.append(describe_refusal(exc))
+                    continue
+                raise ValidationError(
+                    gettext("%(instance)s: %(refusal)s")
+                    % {"instance": instance.name, "refusal": describe_refusal(exc)},
+                    code="refused",
+                ) from exc
+    return done, left
+
+
 # -- sessions ------------------------------------------------------------------
 
 
@@ -474,48 +557,23 @@ class TriggerSessionAdmin(OperatorAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
     def _overview(self, request: HttpRequest, session: TriggerSession) -> dict[str, Any]:
-        """What the session page shows below its fields."""
+        """What the session page shows below its fields, in a number of queries that
+        does not grow with the session."""
         manager = TriggerManager(session.uid)
         can_replay = can_replay_instances(request)
         can_skip = can_skip_instances(request)
 
+        def row_of(instance: TaskInstance) -> dict[str, Any]:
+            return self._instance_row(instance, can_replay=can_replay, can_skip=can_skip)
+
         instances = list(
             TaskInstance.objects.filter(session=session)
-            .select_related("parent")
+            .select_related("config", "parent")
             .order_by("task_name", "number")[: INSTANCES_LIMIT + 1]
         )
-        rows: list[dict[str, Any]] = []
-        for instance in instances[:INSTANCES_LIMIT]:
-            url = self._url("change", instance.pk, model=TaskInstance)
-            waiting = (
-                manager.waiting_for(instance.name)
-                if instance.status == TaskInstance.UNSTARTED
-                else None
-            )
-            failed = instance.status == TaskInstance.FAILED
-            rows.append(
-                {
-                    "instance": instance,
-                    "url": url,
-                    "parent_url": (
-                        self._url("change", instance.parent_id, model=TaskInstance)
-                        if instance.parent_id
-                        else None
-                    ),
-                    "waiting": waiting,
-                    "error": _error_summary(instance),
-                    "replay_url": (
-                        self._url("replay", instance.pk, model=TaskInstance)
-                        if failed and can_replay
-                        else None
-                    ),
-                    "skip_url": (
-                        self._url("skip", instance.pk, model=TaskInstance)
-                        if failed and can_skip
-                        else None
-                    ),
-                }
-            )
+        rows = [row_of(instance) for instance in instances[:INSTANCES_LIMIT]]
+        instances_url = self._url("changelist", model=TaskInstance)
+        attention = self._attention(session, instances_url, row_of)
 
         fired_count = FiredTrigger.objects.filter(session=session).count()
         fired = list(FiredTrigger.objects.filter(session=session).order_by("-id")[:TIMELINE_LIMIT])[
@@ -537,7 +595,7 @@ class TriggerSessionAdmin(OperatorAdmin):
         fired_names = {
             node.label for node in graph.nodes if node.kind == "trigger" and node.status == "fired"
         }
-        not_started = [
+        attention["not_started"] = [
             {
                 "name": config.name,
                 "after_missing": [name for name in config.after if name not in fired_names],
@@ -548,21 +606,11 @@ class TriggerSessionAdmin(OperatorAdmin):
             .order_by("name")
         ]
         return {
-            "attention": {
-                "not_started": not_started,
-                "failed": [row for row in rows if row["instance"].status == TaskInstance.FAILED],
-                "waiting": [row for row in rows if row["waiting"] is not None],
-                "in_flight": [
-                    row
-                    for row in rows
-                    if row["instance"].status in (TaskInstance.SCHEDULED, TaskInstance.RUNNING)
-                ],
-                "unresolved_logs": [row for row in rows if not row["instance"].logs_resolved],
-            },
+            "attention": attention,
+            "needs_attention": any(attention.values()),
             "instance_rows": rows,
             "instances_truncated": len(instances) > INSTANCES_LIMIT,
-            "instances_url": self._url("changelist", model=TaskInstance)
-            + f"?session__id__exact={session.pk}",
+            "instances_url": f"{instances_url}?{urlencode({'session__id__exact': session.pk})}",
             "configuration": [
                 {"name": name, "directives": _directive_rows(directives)}
                 for name, directives in configuration.items()
@@ -576,6 +624,65 @@ class TriggerSessionAdmin(OperatorAdmin):
             "dot_url": self._url("dot", session.pk),
             "fire_trigger_url": (
                 self._url("fire", session.pk) if self.has_fire_trigger_permission(request) else None
+            ),
+        }
+
+    def _attention(
+        self,
+        session: TriggerSession,
+        instances_url: str,
+        row_of: Callable[[TaskInstance], dict[str, Any]],
+    ) -> dict[str, Any]:
+        """The instances needing attention, by kind: their true numbers, and the first ones.
+
+        Each kind is read on its own, so that none is missing from the panel
+        because the session has many instances of others.
+        """
+        instances = TaskInstance.objects.filter(session=session)
+        totals = instances.aggregate(
+            **{kind: Count("pk", filter=condition) for kind, condition, _ in ATTENTION_KINDS}
+        )
+        attention: dict[str, Any] = {}
+        for kind, condition, changelist_filter in ATTENTION_KINDS:
+            listed = (
+                instances.filter(condition)
+                .select_related("config")
+                .order_by("task_name", "number")[:ATTENTION_LIMIT]
+                if totals[kind]
+                else []
+            )
+            query = urlencode({"session__id__exact": str(session.pk), **changelist_filter})
+            attention[kind] = AttentionList(
+                rows=[row_of(instance) for instance in listed],
+                total=totals[kind],
+                url=f"{instances_url}?{query}",
+            )
+        return attention
+
+    def _instance_row(
+        self, instance: TaskInstance, *, can_replay: bool, can_skip: bool
+    ) -> dict[str, Any]:
+        """An instance as the session page lists it, with the fixes the user may apply."""
+        failed = instance.status == TaskInstance.FAILED
+        return {
+            "instance": instance,
+            "url": self._url("change", instance.pk, model=TaskInstance),
+            "parent_url": (
+                self._url("change", instance.parent_id, model=TaskInstance)
+                if instance.parent_id
+                else None
+            ),
+            "waiting": (
+                instance.waiting_for() if instance.status == TaskInstance.UNSTARTED else None
+            ),
+            "error": _error_summary(instance),
+            "replay_url": (
+                self._url("replay", instance.pk, model=TaskInstance)
+                if failed and can_replay
+                else None
+            ),
+            "skip_url": (
+                self._url("skip", instance.pk, model=TaskInstance) if failed and can_skip else None
             ),
         }
 
@@ -652,24 +759,33 @@ class TriggerSessionAdmin(OperatorAdmin):
         if submitted and form.is_valid():
             data = form.cleaned_data
             try:
-                scheduled = session_manager(session.uid).fire(
-                    data["trigger_name"],
-                    data["kwargs"],
-                    source=FiredTrigger.ADMIN,
-                    event_id=data["event_id"],
-                )
+                with transaction.atomic():
+                    scheduled = session_manager(session.uid).fire(
+                        data["trigger_name"],
+                        data["kwargs"],
+                        source=FiredTrigger.ADMIN,
+                        event_id=data["event_id"],
+                    )
             except REFUSALS as exc:
-                form.add_error(None, str(exc))
+                form.add_error(None, describe_refusal(exc))
             else:
-                names = ", ".join(instance.name for instance in scheduled) or "no instance"
+                names = ", ".join(instance.name for instance in scheduled) or gettext("no instance")
                 self.message_user(
                     request,
-                    f"Fired {data['trigger_name']!r} into session {session.uid!r}; "
-                    f"it scheduled {names}.",
+                    gettext("Fired %(trigger)s into session %(session)s; it scheduled %(names)s.")
+                    % {
+                        "trigger": repr(data["trigger_name"]),
+                        "session": repr(session.uid),
+                        "names": names,
+                    },
                     messages.SUCCESS,
                 )
                 return HttpResponseRedirect(success_url)
-        configuration = TriggerManager(session.uid).get_configuration()
+        # Read as stored: building a manager would create the session again if it was deleted.
+        configuration = {
+            config.name: config.as_directives()
+            for config in TaskConfig.objects.filter(session=session)
+        }
         known = sorted(
             {
                 name
@@ -855,11 +971,7 @@ class TaskInstanceAdmin(OperatorAdmin):
     def waiting_for(self, instance: TaskInstance) -> SafeString | str:
         if instance.status != TaskInstance.UNSTARTED:
             return "-"
-        try:
-            waiting = TriggerManager(instance.session.uid).waiting_for(instance.name)
-        except LookupError:
-            return "-"
-        return _waiting_html(waiting, instance)
+        return _waiting_html(instance.waiting_for(), instance)
 
     @admin.display(description="kwargs per trigger")
     def kwargs_display(self, instance: TaskInstance) -> SafeString | str:
@@ -1052,14 +1164,22 @@ class TaskInstanceAdmin(OperatorAdmin):
         if redirect:
             return redirect
         url = self._url("change", instance.pk)
-        if request.method == "POST" and "apply" in request.POST:
-            self._resolve_logs(request, [instance])
-            return HttpResponseRedirect(url)
+        submitted = request.method == "POST" and "apply" in request.POST
+        form = ConfirmForm(request.POST if submitted else None)
+        if submitted and form.is_valid():
+            try:
+                with transaction.atomic():
+                    session_manager(instance.session.uid).mark_instance_logs_resolved(instance.name)
+            except REFUSALS as exc:
+                form.add_error(None, describe_refusal(exc))
+            else:
+                self._report_resolved(request, [instance.name])
+                return HttpResponseRedirect(url)
         return self._render_form(
             request,
             "resolve_logs_form.html",
-            title=f"Mark the logs of {instance.name} resolved",
-            form=ConfirmForm(),
+            title=gettext("Mark the logs of %(instance)s resolved") % {"instance": instance.name},
+            form=form,
             objects=[instance],
             submit_label="Mark resolved",
             cancel_url=url,
@@ -1080,27 +1200,33 @@ class TaskInstanceAdmin(OperatorAdmin):
         form_action: str | None = None,
     ) -> HttpResponse:
         submitted = request.method == "POST" and "apply" in request.POST
-        form = ReplayForm(request.POST if submitted else None, instances=instances)
+        form = ReplayForm(request.POST if submitted else None)
         if submitted and form.is_valid():
             replacement = form.cleaned_data["replacement_kwargs"]
-            manager_for = _managers()
-            clones = []
-            for instance in instances:
-                try:
-                    clone = manager_for(instance.session.uid).replay_failed_instance(
+            try:
+                clones, left = _act_on_failed_instances(
+                    instances,
+                    lambda manager, instance: manager.replay_failed_instance(
                         instance.name, replacement
+                    ),
+                )
+            except ValidationError as refusal:
+                form.add_error(None, refusal)
+            else:
+                self._report_left(request, left)
+                if clones:
+                    done = "; ".join(
+                        gettext("%(instance)s as %(replay)s")
+                        % {"instance": instance.name, "replay": clone.name}
+                        for instance, clone in clones
                     )
-                except REFUSALS as exc:
-                    self.message_user(request, str(exc), messages.ERROR)
-                else:
-                    clones.append((instance, clone))
-            if clones:
-                done = "; ".join(f"{instance.name} as {clone.name}" for instance, clone in clones)
-                self.message_user(request, f"Replayed {done}.", messages.SUCCESS)
-            if form_action and len(clones) == 1:
-                # From an instance's page, go on to the page of its replay.
-                success_url = self._url("change", clones[0][1].pk)
-            return HttpResponseRedirect(success_url)
+                    self.message_user(
+                        request, gettext("Replayed %(done)s.") % {"done": done}, messages.SUCCESS
+                    )
+                if form_action and len(clones) == 1:
+                    # From an instance's page, go on to the page of its replay.
+                    success_url = self._url("change", clones[0][1].pk)
+                return HttpResponseRedirect(success_url)
         return self._render_instances_form(
             request,
             "replay_form.html",
@@ -1125,21 +1251,26 @@ class TaskInstanceAdmin(OperatorAdmin):
         form = SkipForm(request.POST if submitted else None)
         if submitted and form.is_valid():
             cascade, result = form.cleaned_data["cascade"], form.cleaned_data["result"]
-            manager_for = _managers()
-            skipped = []
-            for instance in instances:
-                try:
-                    manager_for(instance.session.uid).skip_failed_instance(
+            try:
+                skipped, left = _act_on_failed_instances(
+                    instances,
+                    lambda manager, instance: manager.skip_failed_instance(
                         instance.name, cascade=cascade, result=result
+                    ),
+                )
+            except ValidationError as refusal:
+                form.add_error(None, refusal)
+            else:
+                self._report_left(request, left)
+                if skipped:
+                    names = ", ".join(instance.name for instance, _ in skipped)
+                    message = (
+                        gettext("Skipped %(names)s and fired their triggers.")
+                        if cascade
+                        else gettext("Skipped %(names)s.")
                     )
-                except REFUSALS as exc:
-                    self.message_user(request, str(exc), messages.ERROR)
-                else:
-                    skipped.append(instance.name)
-            if skipped:
-                how = " and fired their triggers" if cascade else ""
-                self.message_user(request, f"Skipped {', '.join(skipped)}{how}.", messages.SUCCESS)
-            return HttpResponseRedirect(success_url)
+                    self.message_user(request, message % {"names": names}, messages.SUCCESS)
+                return HttpResponseRedirect(success_url)
         return self._render_instances_form(
             request,
             "skip_form.html",
@@ -1152,19 +1283,31 @@ class TaskInstanceAdmin(OperatorAdmin):
         )
 
     def _resolve_logs(self, request: HttpRequest, instances: list[TaskInstance]) -> None:
+        """Resolve the logs of each instance on its own: one that cannot be is reported."""
         manager_for = _managers()
         resolved = []
         for instance in instances:
             try:
-                manager_for(instance.session.uid).mark_instance_logs_resolved(instance.name)
+                with transaction.atomic():
+                    manager_for(instance.session.uid).mark_instance_logs_resolved(instance.name)
             except REFUSALS as exc:
-                self.message_user(request, str(exc), messages.ERROR)
+                self.message_user(request, describe_refusal(exc), messages.ERROR)
             else:
                 resolved.append(instance.name)
         if resolved:
-            self.message_user(
-                request, f"Marked the logs of {', '.join(resolved)} resolved.", messages.SUCCESS
-            )
+            self._report_resolved(request, resolved)
+
+    def _report_resolved(self, request: HttpRequest, names: list[str]) -> None:
+        self.message_user(
+            request,
+            gettext("Marked the logs of %(names)s resolved.") % {"names": ", ".join(names)},
+            messages.SUCCESS,
+        )
+
+    def _report_left(self, request: HttpRequest, refusals: list[str]) -> None:
+        """Report the instances an action left as they were, not being failed."""
+        for refusal in refusals:
+            self.message_user(request, refusal, messages.ERROR)
 
     def _render_instances_form(
         self,

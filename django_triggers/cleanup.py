@@ -1,16 +1,22 @@
 """Deleting sessions that are over.
 
 Every questionnaire, order or journey leaves a session behind, with its
-configuration, fires and instances. Once every instance of a session is
-resolved (finished, skipped, replayed or abandoned) and nothing has happened
-in it for a while, :func:`delete_resolved_sessions` (and the
-``triggers_cleanup`` command that calls it) deletes it with all its rows.
+configuration, fires and instances. :func:`delete_resolved_sessions` (and
+the ``triggers_cleanup`` command that calls it) deletes, with all its rows,
+a session that is over and has been quiet for a while:
 
-A session's last activity is its latest fire, or its creation when nothing
-was ever fired in it. Sessions are found and deleted in batches of primary
-keys, so memory stays bounded however many match, and each batch is checked
-again, under the sessions' locks, in the transaction that deletes it: a
-session that received a fire meanwhile is kept.
+* over: every task configured in it has an instance and every instance is
+  resolved (finished, skipped, replayed or abandoned); or it has no
+  configuration and was never fired into. A task still waiting for its first
+  instance is live work, however old the session: deleting the session would
+  let the next fire recreate it empty, scheduling nothing;
+* quiet: its creation, and every configuration change, fire and status
+  change in it, are older than the window.
+
+Sessions are found and deleted in batches of primary keys, so memory stays
+bounded however many match, and each batch is checked again, under the
+sessions' locks, in the transaction that deletes it: a session that was
+fired into, reconfigured or changed meanwhile is kept.
 """
 
 from __future__ import annotations
@@ -20,11 +26,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from django_triggers.models import FiredTrigger, TaskInstance, TriggerSession
+from django_triggers.models import FiredTrigger, TaskConfig, TaskInstance, TriggerSession
 
 _AGE = re.compile(r"([0-9]+)([smhdw]?)")
 _SECONDS_PER_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -44,19 +49,31 @@ def parse_age(value: str) -> timedelta:
 
 
 def resolved_sessions(inactive_since: datetime) -> QuerySet[TriggerSession]:
-    """Sessions with no unresolved instance and no activity since ``inactive_since``."""
-    unresolved = TaskInstance.objects.filter(session=OuterRef("pk")).exclude(
-        status__in=TaskInstance.RESOLVED_STATUSES
+    """Sessions over and quiet since before ``inactive_since``; see the module's docstring.
+
+    One query: each condition is an ``EXISTS`` on the session's rows, so the
+    database checks them per session through the session-first indexes.
+    """
+    configs = TaskConfig.objects.filter(session=OuterRef("pk"))
+    fires = FiredTrigger.objects.filter(session=OuterRef("pk"))
+    instances = TaskInstance.objects.filter(session=OuterRef("pk"))
+    task_without_instance = configs.exclude(
+        Exists(TaskInstance.objects.filter(config=OuterRef("pk")))
     )
-    latest_fire = (
-        FiredTrigger.objects.filter(session=OuterRef("pk"))
-        .order_by("-fired_at")
-        .values("fired_at")[:1]
+    unresolved_instance = instances.exclude(status__in=TaskInstance.RESOLVED_STATUSES)
+    recent_configuration = configs.filter(
+        Q(created__gte=inactive_since) | Q(updated__gte=inactive_since)
     )
-    return (
-        TriggerSession.objects.alias(last_activity=Coalesce(Subquery(latest_fire), F("created")))
-        .filter(last_activity__lt=inactive_since)
-        .exclude(Exists(unresolved))
+    recent_fire = fires.filter(fired_at__gte=inactive_since)
+    recent_status_change = instances.filter(status_changed_at__gte=inactive_since)
+    return TriggerSession.objects.filter(
+        Exists(configs) | ~Exists(fires),
+        ~Exists(task_without_instance),
+        ~Exists(unresolved_instance),
+        ~Exists(recent_configuration),
+        ~Exists(recent_fire),
+        ~Exists(recent_status_change),
+        created__lt=inactive_since,
     )
 
 
@@ -70,9 +87,9 @@ def delete_resolved_sessions(
 ) -> int:
     """Delete the sessions that are over; return how many were (or, dry, would be) deleted.
 
-    A session is over when none of its instances is unresolved and its last
-    activity is older than ``older_than``. ``progress`` is called with a line
-    per batch of ``batch_size`` sessions.
+    See the module's docstring for when a session is over; its last activity
+    must be older than ``older_than``. ``progress`` is called with a line per
+    batch of ``batch_size`` sessions.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")

@@ -23,6 +23,26 @@ USING = "using"
 WITHIN = "within"
 KNOWN_DIRECTIVES = frozenset({AFTER, RUN, AND_EVERY, UNLESS, WITH_PARAMS, USING, WITHIN})
 
+#: The longest name a column of the library holds (trigger, task, runner names).
+MAX_NAME_LENGTH = 255
+#: The highest number an instance can take (the ``number`` column's limit).
+MAX_INSTANCE_NUMBER = 2_147_483_647
+#: The longest task name: its instance names (``<task>#<number>``) and its
+#: deadline trigger (``<task>.timeout``) must fit their columns too.
+MAX_TASK_NAME_LENGTH = MAX_NAME_LENGTH - len(f"#{MAX_INSTANCE_NUMBER}")
+#: The longest ``within``: 100 years, so that a deadline is always a date.
+MAX_WITHIN = 100 * 365 * 24 * 3600
+
+
+def timeout_trigger(task_name: str) -> str:
+    """The trigger a task's instance fires when its ``within`` deadline passes."""
+    return f"{task_name}.timeout"
+
+
+def instance_name_for(task_name: str, number: int) -> str:
+    """The name of instance ``number`` of a task, unique in its session."""
+    return f"{task_name}#{number}"
+
 
 @dataclass(frozen=True)
 class TaskSpec:
@@ -63,6 +83,16 @@ def parse_configuration(
 def parse_task(name: Any, directives: Any) -> TaskSpec:
     if not isinstance(name, str) or not name:
         raise ConfigurationError(f"task names must be non-empty strings, not {name!r}")
+    try:
+        encoding.check_name(name, what="the task name", max_length=MAX_TASK_NAME_LENGTH)
+    except ValueError as exc:
+        if len(name) > MAX_TASK_NAME_LENGTH:
+            exc = ValueError(
+                f"{exc}, so that its instance names ({instance_name_for('<task>', 0)} up to "
+                f"#{MAX_INSTANCE_NUMBER}) and its deadline trigger "
+                f"({timeout_trigger('<task>')}) fit in {MAX_NAME_LENGTH} characters"
+            )
+        raise ConfigurationError(str(exc), task=name[:80]) from None
     if not isinstance(directives, Mapping):
         raise ConfigurationError(
             f"the directives must be a mapping, not {type(directives).__name__}", task=name
@@ -70,6 +100,9 @@ def parse_task(name: Any, directives: Any) -> TaskSpec:
     for key in directives:
         if not isinstance(key, str):
             raise ConfigurationError(f"directive names must be strings, not {key!r}", task=name)
+        problem = encoding.text_problem(key)
+        if problem is not None:
+            raise ConfigurationError(f"the directive name {key!r} {problem}", task=name)
 
     and_every = _optional_trigger_name(name, directives, AND_EVERY)
     after = _trigger_names(name, directives, AFTER, required=True, allow_empty=bool(and_every))
@@ -118,6 +151,7 @@ def _trigger_names(
                 task=task,
                 directive=directive,
             )
+        _check_name(task, directive, item, "the trigger name")
         if item not in names:
             names.append(item)
     if not names and not allow_empty:
@@ -138,7 +172,15 @@ def _optional_trigger_name(task: str, directives: Mapping[str, Any], directive: 
             task=task,
             directive=directive,
         )
-    return value
+    return _check_name(task, directive, value, "the trigger name")
+
+
+def _check_name(task: str, directive: str, value: Any, what: str) -> str:
+    """``value`` if it is a name the library can store, else a ``ConfigurationError``."""
+    try:
+        return encoding.check_name(value, what=what, max_length=MAX_NAME_LENGTH)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc), task=task, directive=directive) from None
 
 
 def _run(task: str, directives: Mapping[str, Any]) -> str:
@@ -149,6 +191,7 @@ def _run(task: str, directives: Mapping[str, Any]) -> str:
         raise ConfigurationError(
             f"expected the name of a Celery task, not {run!r}", task=task, directive=RUN
         )
+    _check_name(task, RUN, run, "the Celery task name")
     from django_triggers.task import get_trigger_task
 
     try:
@@ -189,6 +232,7 @@ def _using(task: str, directives: Mapping[str, Any]) -> str:
         raise ConfigurationError(
             f"expected a runner name, not {using!r}", task=task, directive=USING
         )
+    _check_name(task, USING, using, "the runner name")
     try:
         get_runner_class(using)
     except LookupError as exc:
@@ -204,10 +248,11 @@ def _within(task: str, directives: Mapping[str, Any]) -> float | None:
         isinstance(within, bool)
         or not isinstance(within, int | float)
         or not math.isfinite(within)
-        or within <= 0
+        or not 0 < within <= MAX_WITHIN
     ):
         raise ConfigurationError(
-            f"expected a number of seconds greater than 0, not {within!r}",
+            f"expected a number of seconds greater than 0 and at most {MAX_WITHIN:,} "
+            f"(100 years), not {within!r}",
             task=task,
             directive=WITHIN,
         )
@@ -229,24 +274,41 @@ def _encodable(task: str, directive: str, value: Any) -> Any:
 
 
 def _check_no_cycle(after_by_task: Mapping[str, set[str]], new_tasks: list[str]) -> None:
-    """Refuse tasks that wait, through cascades, for their own completion."""
-    done: set[str] = set()
+    """Refuse tasks that wait, through cascades, for their own completion.
 
-    def visit(task: str, path: list[str]) -> None:
-        if task in done:
-            return
-        for trigger in sorted(after_by_task.get(task, ())):
-            if trigger not in after_by_task:
+    A depth-first search with its own stack, so that chains of any length
+    are checked without recursion.
+    """
+    done: set[str] = set()
+    for start in new_tasks:
+        if start in done:
+            continue
+        path = [start]
+        on_path = {start}
+        pending = [iter(_waited_tasks(after_by_task, start))]
+        while pending:
+            trigger = next(pending[-1], None)
+            if trigger is None:
+                pending.pop()
+                finished = path.pop()
+                on_path.discard(finished)
+                done.add(finished)
                 continue
-            if trigger in path:
+            if trigger in done:
+                continue
+            if trigger in on_path:
                 cycle = [*path[path.index(trigger) :], trigger]
+                task = path[-1]
                 raise ConfigurationError(
                     f"tasks wait for each other's cascades in a cycle: {' -> '.join(cycle)}",
-                    task=new_tasks[0] if task not in new_tasks else task,
+                    task=task if task in new_tasks else new_tasks[0],
                     directive=AFTER,
                 )
-            visit(trigger, [*path, trigger])
-        done.add(task)
+            path.append(trigger)
+            on_path.add(trigger)
+            pending.append(iter(_waited_tasks(after_by_task, trigger)))
 
-    for task in new_tasks:
-        visit(task, [task])
+
+def _waited_tasks(after_by_task: Mapping[str, set[str]], task: str) -> list[str]:
+    """The configured tasks whose cascade ``task`` waits for, in a stable order."""
+    return [name for name in sorted(after_by_task.get(task, ())) if name in after_by_task]

@@ -51,24 +51,27 @@ class UnencodableValue(TypeError, ValueError):
         super().__init__(message)
 
 
+class TaskInstanceFailed(Exception):
+    """A worker's run of a trigger task ended with its instance ``failed``.
+
+    Raised out of the Celery task only once the failure is recorded on the
+    instance (type, message, traceback, context), so that Celery, its result
+    backend and its monitors see the run as failed. Its message is storable
+    text: the failure's own exception may hold what a result backend refuses.
+    """
+
+
+class UnstorableOutcome(ValueError):
+    """What a task's run ended with could not be stored as given.
+
+    The instance is failed with this error instead; its ``__cause__`` is the
+    error the write raised.
+    """
+
+
 class StuckInstance(RuntimeError):
     """Recorded on an instance failed by recovery after running for too long."""
 
 
 class ManagerClassError(ImportError):
     """The manager class recorded on a session cannot be used by a worker."""
-
-
-def describe_exception(exc: BaseException) -> dict[str, Any]:
-    """The metadata a failed instance keeps about the exception that failed it."""
-    import traceback
-
-    from django_triggers.encoding import jsonable
-
-    exc_type = type(exc)
-    return {
-        "exception_type": f"{exc_type.__module__}.{exc_type.__qualname__}",
-        "exception_message": str(exc),
-        "traceback": "".join(traceback.format_exception(exc)),
-        "exception_context": jsonable(getattr(exc, "context", None) or {}),
-    }

@@ -11,7 +11,6 @@ browser-side library, a network call or a Graphviz binary.
 from __future__ import annotations
 
 import html
-import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING
 from django.db.models import OuterRef, Subquery
 
 from django_triggers.models import FiredTrigger, TaskConfig, TaskInstance
+from django_triggers.text import printable
 
 if TYPE_CHECKING:
     from django_triggers.manager import TriggerManager
@@ -134,22 +134,6 @@ def session_graph(manager: TriggerManager) -> Graph:
 # -- text ---------------------------------------------------------------------
 
 
-def _printable(text: str) -> str:
-    """``text`` with control and other invisible characters spelled out (``\\x01``).
-
-    Keeps every format valid (XML 1.0 forbids most control characters, even
-    escaped) and shows the operator that the name holds such a character.
-    """
-    out = []
-    for char in text:
-        if unicodedata.category(char) in ("Cc", "Cs", "Co", "Cn") or char in "\u2028\u2029":
-            code = ord(char)
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-        else:
-            out.append(char)
-    return "".join(out)
-
-
 def _status_text(node: Node) -> str:
     if node.kind == TASK:
         return node.status or "no instance yet"
@@ -172,7 +156,7 @@ _MERMAID_LINKS = {
 
 def _mermaid_text(text: str) -> str:
     """Text for a quoted Mermaid label: anything beyond plain characters as ``#<code>;``."""
-    return "".join(char if char in _MERMAID_SAFE else f"#{ord(char)};" for char in _printable(text))
+    return "".join(char if char in _MERMAID_SAFE else f"#{ord(char)};" for char in printable(text))
 
 
 def to_mermaid(graph: Graph) -> str:
@@ -226,7 +210,7 @@ def _dot_string(*lines: str) -> str:
 
     In labels, the lines are joined by DOT's own line break (``\\n``).
     """
-    escaped = (_printable(line).replace("\\", "\\\\").replace('"', '\\"') for line in lines)
+    escaped = (printable(line).replace("\\", "\\\\").replace('"', '\\"') for line in lines)
     return '"' + "\\n".join(escaped) + '"'
 
 
@@ -415,7 +399,7 @@ def _layout(graph: Graph) -> _Drawing:
     columns: list[list[_Box]] = [[] for _ in range(max(layer.values(), default=-1) + 1)]
     boxes: dict[str, _Box] = {}
     for node in graph.nodes:
-        box = _Box(node.id, node, _shorten(_printable(node.label)))
+        box = _Box(node.id, node, _shorten(printable(node.label)))
         if node.kind == TASK:
             status_width = _text_width(_status_text(node), _SMALL_FONT_SIZE)
             box.width = max(_text_width(box.text), status_width) + 2 * _PAD_X
@@ -521,7 +505,7 @@ def _edge_path(source: _Box, target: _Box, waypoints: list[_Box]) -> str:
 def _svg_node(box: _Box) -> list[str]:
     node = box.node
     assert node is not None
-    title = f"{node.kind} {_printable(node.label)}: {_status_text(node)}"
+    title = f"{node.kind} {printable(node.label)}: {_status_text(node)}"
     parts = [f'<g class="node {node.kind}" data-status="{_attr(node.status or "")}">']
     parts.append(f"<title>{_attr(title)}</title>")
     if node.kind == TRIGGER:
@@ -654,7 +638,7 @@ def to_svg(graph: Graph) -> str:
         colour, stroke_width, dash, _ = _EDGE_STYLES[edge.kind]
         dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
         source, target = boxes[edge.source], boxes[edge.target]
-        ends = f"{_printable(labels[edge.source])} \u2192 {_printable(labels[edge.target])}"
+        ends = f"{printable(labels[edge.source])} \u2192 {printable(labels[edge.target])}"
         title = f"{ends}: {edge.kind}"
         parts.append(
             f'<path class="edge {edge.kind}" d="{_edge_path(source, target, waypoints)}" '

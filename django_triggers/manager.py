@@ -29,13 +29,17 @@ from django.utils.module_loading import import_string
 
 from django_triggers import encoding, queries, signals
 from django_triggers.conf import get_setting
-from django_triggers.configuration import parse_configuration
+from django_triggers.configuration import (
+    MAX_NAME_LENGTH,
+    instance_name_for,
+    parse_configuration,
+    timeout_trigger,
+)
 from django_triggers.exceptions import (
     InstanceNotFound,
     ManagerClassError,
     SessionNotFound,
     StuckInstance,
-    describe_exception,
 )
 from django_triggers.models import (
     FiredTrigger,
@@ -86,10 +90,7 @@ class TriggerManager:
     _cascade_read: tuple[int, queries.FireState] | None = None
 
     def __init__(self, session_uid: str):
-        if not isinstance(session_uid, str) or not session_uid:
-            raise ValueError(f"a session uid must be a non-empty string, not {session_uid!r}")
-        if len(session_uid) > 255:
-            raise ValueError(f"a session uid is at most 255 characters, not {len(session_uid)}")
+        encoding.check_name(session_uid, what="a session uid", max_length=MAX_NAME_LENGTH)
         self.session_uid = session_uid
         known = _known_session.get()
         if known is not None and known.uid == session_uid:
@@ -126,6 +127,7 @@ class TriggerManager:
     @staticmethod
     def class_for_session(session_uid: str) -> type[TriggerManager]:
         """The manager class recorded on a session, for workers in other processes."""
+        encoding.check_name(session_uid, what="a session uid", max_length=MAX_NAME_LENGTH)
         path = (
             TriggerSession.objects.filter(uid=session_uid)
             .values_list("manager_class", flat=True)
@@ -230,10 +232,12 @@ class TriggerManager:
             )
             new: list[TaskConfig] = []
             replaced: list[TaskConfig] = []
+            now = timezone.now()
             for spec in specs:
                 config = configs.get(spec.name) or TaskConfig(session=self.session, name=spec.name)
                 for attribute in _CONFIG_ATTRIBUTES:
                     setattr(config, attribute, getattr(spec, attribute))
+                config.updated = now  # bulk_update leaves auto_now fields alone
                 (replaced if config.pk else new).append(config)
             TaskConfig.objects.bulk_create(new)
             if replaced:
@@ -280,8 +284,8 @@ class TriggerManager:
         kwargs = self._encode_kwargs(trigger_name, trigger_kwargs)
         if source not in dict(FiredTrigger.SOURCE_CHOICES):
             raise ValueError(f"unknown fire source {source!r}")
-        if event_id is not None and (not isinstance(event_id, str) or not 0 < len(event_id) <= 255):
-            raise ValueError(f"an event id is a string of 1 to 255 characters, not {event_id!r}")
+        if event_id is not None:
+            encoding.check_name(event_id, what="an event id", max_length=MAX_NAME_LENGTH)
         if self._may_fire_without_lock():
             # Read without the lock, write only if nothing read has changed
             # since: two statements instead of five, unless another fire
@@ -337,10 +341,7 @@ class TriggerManager:
         return [instances[name] for name in earlier.scheduled_instances if name in instances]
 
     def _encode_kwargs(self, trigger_name: Any, trigger_kwargs: Any) -> dict[str, Any]:
-        if not isinstance(trigger_name, str) or not trigger_name:
-            raise ValueError(f"a trigger name must be a non-empty string, not {trigger_name!r}")
-        if len(trigger_name) > 255:
-            raise ValueError(f"trigger name {trigger_name[:40]!r}... is over 255 characters")
+        encoding.check_name(trigger_name, what="a trigger name", max_length=MAX_NAME_LENGTH)
         return encoding.normalize_mapping(
             trigger_kwargs, what=f"the kwargs of trigger {trigger_name!r}"
         )
@@ -493,7 +494,7 @@ class TriggerManager:
         instance = TaskInstance(
             session=self.session,
             config=config,
-            name=f"{config.name}#{number}",
+            name=instance_name_for(config.name, number),
             task_name=config.name,
             number=number,
             status=status,
@@ -566,7 +567,10 @@ class TriggerManager:
 
     def _note_dispatch_error(self, instance: TaskInstance, exc: Exception) -> None:
         """Record why the runner refused the instance, and that it was not dispatched."""
-        error = {"error": f"{type(exc).__name__}: {exc}", "at": timezone.now().isoformat()}
+        error = {
+            "error": f"{type(exc).__name__}: {encoding.safe_str(exc)}",
+            "at": timezone.now().isoformat(),
+        }
         try:
             with self._locked(bump=False):
                 target = self._lock_instance(instance)
@@ -635,7 +639,9 @@ class TriggerManager:
     ) -> TaskInstance:
         """Mark a failed instance ``replayed`` and schedule a clone of it.
 
-        Each key of ``replacement_kwargs`` replaces the kwargs of that trigger.
+        Each key of ``replacement_kwargs`` replaces the kwargs of that trigger,
+        whether or not the task waits for it: the clone's ``trigger_kwargs``
+        hold them all.
         """
         with self._locked(record_manager=True):
             failed = self._lock_instance(instance)
@@ -684,11 +690,11 @@ class TriggerManager:
                 f"not {type(replacement_kwargs).__name__}"
             )
         for trigger, kwargs in replacement_kwargs.items():
-            if trigger not in instance.config.after:
-                raise ValueError(
-                    f"replacement kwargs for {instance.name!r} name trigger {trigger!r}, which is "
-                    f"not one of its after triggers ({', '.join(instance.config.after)})"
-                )
+            encoding.check_name(
+                trigger,
+                what=f"a trigger named in the replacement kwargs for {instance.name!r}",
+                max_length=MAX_NAME_LENGTH,
+            )
             if not isinstance(kwargs, Mapping):
                 raise TypeError(
                     f"replacement kwargs for trigger {trigger!r} of {instance.name!r} "
@@ -821,14 +827,7 @@ class TriggerManager:
 
     def waiting_for(self, instance: InstanceRef) -> dict[str, list[str]]:
         """Which of the instance's ``after`` and ``unless`` triggers it has seen fire."""
-        target = self.get_instance(instance)
-        after, unless = target.config.after, target.config.unless
-        return {
-            "after_fired": [name for name in after if name in target.kwargs],
-            "after_missing": [name for name in after if name not in target.kwargs],
-            "unless_fired": [name for name in unless if name in target.unless_fired],
-            "unless_missing": [name for name in unless if name not in target.unless_fired],
-        }
+        return self.get_instance(instance).waiting_for()
 
     def refire_from(
         self, source_session_uid: str, *, batch_size: int = 500
@@ -840,6 +839,7 @@ class TriggerManager:
         inside a transaction that is rolled back for a dry run: nothing is kept,
         and nothing reaches a runner.
         """
+        encoding.check_name(source_session_uid, what="a session uid", max_length=MAX_NAME_LENGTH)
         if source_session_uid == self.session_uid:
             raise ValueError("a session cannot be replayed into itself")
         source = TriggerSession.objects.filter(uid=source_session_uid).first()
@@ -986,12 +986,13 @@ class TriggerManager:
         exc: BaseException,
         metadata: Mapping[str, Any] | None = None,
     ) -> TaskInstance | None:
+        extra = self._encode_metadata(metadata)
         with self._locked(bump=False):
             target = self._lock_running(instance, "failed")
             if target is None:
                 return None
-            target.metadata.update(describe_exception(exc))
-            target.metadata.update(metadata or {})
+            target.metadata.update(encoding.describe_exception(exc))
+            target.metadata.update(extra)
             self._set_status(target, FAILED, timezone.now())
             target.save(update_fields=_STATUS_FIELDS)
             return target
@@ -1005,13 +1006,14 @@ class TriggerManager:
         metadata: Mapping[str, Any] | None,
     ) -> TaskInstance | None:
         """Fail the instance (recording ``exc``) and replay it after ``cooldown`` seconds."""
+        extra = self._encode_metadata(metadata)
         with self._locked(record_manager=True):
             target = self._lock_running(instance, "retried")
             if target is None:
                 return None
             if exc is not None:
-                target.metadata.update(describe_exception(exc))
-            target.metadata.update(metadata or {})
+                target.metadata.update(encoding.describe_exception(exc))
+            target.metadata.update(extra)
             now = timezone.now()
             self._set_status(target, FAILED, now)
             return self._replay(target, replacement_kwargs, now, cooldown=cooldown)
@@ -1056,7 +1058,7 @@ class TriggerManager:
             self._set_status(instance, ABANDONED, now)
             instance.save(update_fields=_STATUS_FIELDS)
             self._fire_locked(
-                f"{instance.task_name}.timeout",
+                timeout_trigger(instance.task_name),
                 {"instance": instance.name, "missing_triggers": missing},
                 FiredTrigger.DEADLINE,
             )
@@ -1072,7 +1074,7 @@ class TriggerManager:
                 f"{instance.name!r} has been running since "
                 f"{instance.status_changed_at.isoformat()}; its worker is presumed lost"
             )
-            instance.metadata.update(describe_exception(exc))
+            instance.metadata.update(encoding.describe_exception(exc))
             self._set_status(instance, FAILED, timezone.now())
             instance.save(update_fields=_STATUS_FIELDS)
             return True
@@ -1157,7 +1159,7 @@ class TriggerManager:
             return instance.name
         if not isinstance(instance, str):
             raise TypeError(f"expected a task instance or its name, not {type(instance).__name__}")
-        return instance
+        return encoding.check_name(instance, what="an instance name", max_length=MAX_NAME_LENGTH)
 
 
 #: How long, in seconds, fires of this process take a session's lock at once

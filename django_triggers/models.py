@@ -293,8 +293,27 @@ class TaskInstance(models.Model):
 
     @property
     def can_run(self) -> bool:
-        """Whether the instance may still run: unstarted, or scheduled and not yet started."""
-        return self.status in (self.UNSTARTED, self.SCHEDULED)
+        """Whether the instance is ready to run.
+
+        Scheduled, or unstarted with every one of its ``after`` triggers
+        fired into it; not while it still waits for one, nor once started
+        or abandoned.
+        """
+        if self.status == self.SCHEDULED:
+            return True
+        return self.status == self.UNSTARTED and all(
+            name in self.kwargs for name in self.config.after
+        )
+
+    def waiting_for(self) -> dict[str, list[str]]:
+        """Which of its ``after`` and ``unless`` triggers it has seen fire, and which not."""
+        after, unless = self.config.after, self.config.unless
+        return {
+            "after_fired": [name for name in after if name in self.kwargs],
+            "after_missing": [name for name in after if name not in self.kwargs],
+            "unless_fired": [name for name in unless if name in self.unless_fired],
+            "unless_missing": [name for name in unless if name not in self.unless_fired],
+        }
 
     @property
     def can_abandon(self) -> bool:

@@ -27,7 +27,7 @@ from weakref import WeakKeyDictionary
 
 from django.db import connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Model
+from django.db.models import CharField, Model
 from django.db.models.base import ModelState
 from django.db.models.expressions import Col
 from django.db.models.signals import post_init, pre_init
@@ -668,7 +668,7 @@ def _build_insert_sql(
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     columns = ", ".join(quote(_column(f)) for f in fields)
     # Typed, with a guard: a VALUES list outside INSERT has no column types to infer.
-    casts = [f"::{f.cast_db_type(connection)}" if guard else "" for f in fields]
+    casts = [f"::{_cast_type(f, connection)}" if guard else "" for f in fields]
     cells = (("NULL" if null else "%s") + cast for null, cast in zip(nulls, casts, strict=True))
     row = f"({', '.join(cells)})"
     values = ", ".join([row] * rows)
@@ -676,6 +676,18 @@ def _build_insert_sql(
     if guard is None:
         return f"{insert} VALUES {values}"
     return f"{insert} SELECT v.* FROM {guard}, (VALUES {values}) v"
+
+
+def _cast_type(field: Field[Any, Any], connection: BaseDatabaseWrapper) -> str:
+    """The type to cast a value of ``field`` to: never one that cuts text short.
+
+    An explicit cast to ``varchar(255)`` truncates longer text without a
+    word; cast to unbounded text instead, so that the column's own limit
+    refuses it when the row is written.
+    """
+    if isinstance(field, CharField):
+        return str(connection.data_types["TextField"])
+    return str(field.cast_db_type(connection))
 
 
 def _field(model: type[Model], name: str) -> Field[Any, Any]:
@@ -1004,7 +1016,7 @@ def _build_read_sql(
     lead_blanks = "NULL, " * lead
     # Typed, so that a statement may put these rows after others whose blanks are untyped.
     trigger_blank, kwargs_blank = (
-        f"CAST(NULL AS {_field(FiredTrigger, name).cast_db_type(connection)})"
+        f"CAST(NULL AS {_cast_type(_field(FiredTrigger, name), connection)})"
         for name in ("trigger_name", "kwargs")
     )
 

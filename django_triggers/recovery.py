@@ -17,6 +17,10 @@ It walks the database in batches of primary keys, so memory stays bounded
 however many rows match, and handles each instance in its own transaction
 under its session's lock: several sweeps may run at once, on several
 machines, and each instance is acted on once.
+
+The :class:`RecoveryReport` it returns counts what was done: both kinds of
+hand-over are ``redispatched``, and ``never_dispatched`` and
+``stuck_scheduled`` say why.
 """
 
 from __future__ import annotations
@@ -38,25 +42,42 @@ InstanceKey = tuple[str, str]
 
 DEFAULT_REDISPATCH_AFTER = timedelta(seconds=60)
 DEFAULT_STUCK_AFTER = timedelta(hours=1)
+#: Longest ``redispatch_after`` and ``stuck_after`` accepted: 100 years, far
+#: beyond any useful wait, and far from the limits of dates.
+MAX_WAIT = timedelta(days=36525)
 
 
 @dataclass
 class RecoveryReport:
-    redispatched: list[InstanceKey] = field(default_factory=list)
-    expired: list[InstanceKey] = field(default_factory=list)
+    """What one run of :func:`recover` did, as ``(session uid, instance name)`` pairs."""
+
+    #: Handed over again after their runner refused them (``redispatch_after``).
+    never_dispatched: list[InstanceKey] = field(default_factory=list)
+    #: Handed over again after their message was lost (``stuck_after``).
     stuck_scheduled: list[InstanceKey] = field(default_factory=list)
+    #: Abandoned because their ``within`` deadline passed.
+    expired: list[InstanceKey] = field(default_factory=list)
+    #: ``running`` for longer than ``stuck_after``.
     stuck_running: list[InstanceKey] = field(default_factory=list)
+    #: Of those, the ones failed (``fail_stuck``).
     failed_stuck: list[InstanceKey] = field(default_factory=list)
     #: Instances that could not be handled, with the reason.
     errors: list[tuple[str, str, str]] = field(default_factory=list)
 
+    @property
+    def redispatched(self) -> list[InstanceKey]:
+        """Every instance handed over again, whatever the reason."""
+        return [*self.never_dispatched, *self.stuck_scheduled]
+
     def as_dict(self) -> dict[str, list[dict[str, str]]]:
+        """The report as JSON-ready lists of ``{"session", "instance"}`` (and ``"error"``)."""
         result = {
             name: [{"session": uid, "instance": instance} for uid, instance in keys]
             for name, keys in (
                 ("redispatched", self.redispatched),
-                ("expired", self.expired),
+                ("never_dispatched", self.never_dispatched),
                 ("stuck_scheduled", self.stuck_scheduled),
+                ("expired", self.expired),
                 ("stuck_running", self.stuck_running),
                 ("failed_stuck", self.failed_stuck),
             )
@@ -83,11 +104,21 @@ def recover(
     waits before it is handed over again. ``stuck_after`` is how long a
     handed-over instance may stay ``scheduled`` past its ``eta`` before it is
     handed over again (keep it above the longest wait in your queues), and
-    how long an instance may stay ``running`` before it is reported.
+    how long an instance may stay ``running`` before it is reported. Both
+    are between 0 and :data:`MAX_WAIT`; anything else raises ``ValueError``
+    before any change.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+    for argument, wait in (("redispatch_after", redispatch_after), ("stuck_after", stuck_after)):
+        if not timedelta(0) <= wait <= MAX_WAIT:
+            raise ValueError(f"{argument} must be between 0 and 100 years, not {wait}")
     now = now or timezone.now()
+    try:
+        refused_before = now - redispatch_after
+        stuck_before = now - stuck_after
+    except OverflowError:
+        raise ValueError(f"now is too close to the earliest date: {now}") from None
     report = RecoveryReport()
     managers: dict[str, TriggerManager] = {}
 
@@ -123,7 +154,6 @@ def recover(
         report.expired,
         lambda manager, name: manager._expire_instance(name, now),
     )
-    refused_before = now - redispatch_after
     sweep(
         "never dispatched",
         TaskInstance.objects.filter(
@@ -131,14 +161,14 @@ def recover(
             dispatched_at__isnull=True,
             modified__lte=refused_before,
         ),
-        report.redispatched,
+        report.never_dispatched,
         lambda manager, name: manager._redispatch_instance(
             name,
             lambda instance: instance.dispatched_at is None and instance.modified <= refused_before,
         ),
     )
-    stuck_before = now - stuck_after
-    redispatched = set(report.redispatched)
+    # Just handed over: not stuck, even when ``now`` is ahead of the clock.
+    never_dispatched = set(report.never_dispatched)
     sweep(
         "stuck scheduled",
         TaskInstance.objects.filter(
@@ -149,14 +179,14 @@ def recover(
         ),
         report.stuck_scheduled,
         lambda manager, name: (
-            (manager.session_uid, name) not in redispatched
+            (manager.session_uid, name) not in never_dispatched
             and manager._redispatch_instance(
                 name, partial(_is_stuck_scheduled, before=stuck_before)
             )
         ),
     )
     stuck_running = TaskInstance.objects.filter(
-        status=TaskInstance.RUNNING, status_changed_at__lte=now - stuck_after
+        status=TaskInstance.RUNNING, status_changed_at__lte=stuck_before
     )
     sweep("stuck running", stuck_running, report.stuck_running)
     if fail_stuck:
@@ -164,7 +194,7 @@ def recover(
             "failing stuck running",
             stuck_running,
             report.failed_stuck,
-            lambda manager, name: manager._fail_stuck_instance(name, now - stuck_after),
+            lambda manager, name: manager._fail_stuck_instance(name, stuck_before),
         )
     return report
 

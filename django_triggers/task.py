@@ -30,7 +30,13 @@ from django.apps import apps
 from django.db import router
 
 from django_triggers import encoding
-from django_triggers.exceptions import ManagerClassError, SessionNotFound, with_context
+from django_triggers.exceptions import (
+    ManagerClassError,
+    SessionNotFound,
+    TaskInstanceFailed,
+    UnstorableOutcome,
+    with_context,
+)
 
 if TYPE_CHECKING:
     from django_triggers.manager import TriggerManager
@@ -197,6 +203,10 @@ class TriggerTask(Task):
     #: How many times in a row an instance may be retried by ``self.retry()``.
     max_retries = 3
 
+    #: Celery logs these at INFO without a traceback: the instance's failure
+    #: itself is logged at ERROR, with its traceback, when it is recorded.
+    throws = (TaskInstanceFailed,)
+
     def _run(self, context: TaskContext) -> Mapping[str, Any] | None:
         """The task's work. Return a mapping (the cascade's kwargs) or ``None``."""
         raise NotImplementedError(f"{type(self).__name__} must implement _run(self, context)")
@@ -219,7 +229,12 @@ class TriggerTask(Task):
             return None
         if instance is None:
             return None
-        return self._run_started(manager, instance)
+        try:
+            return self._run_started(manager, instance)
+        except TaskInstanceFailed:
+            if self.request.is_eager or self.request.called_directly:
+                return None
+            raise  # so that Celery records the run as failed
 
     def execute(
         self, manager_class: type[TriggerManager], session_uid: str, instance_name: str
@@ -229,47 +244,103 @@ class TriggerTask(Task):
         instance = manager._start_instance(instance_name)
         if instance is None:
             return None
-        return self._run_started(manager, instance)
+        try:
+            return self._run_started(manager, instance)
+        except TaskInstanceFailed:
+            return None
 
     def _run_started(
         self, manager: TriggerManager, instance: TaskInstance
     ) -> dict[str, Any] | None:
-        """Run an instance just moved to ``running``, and record how it ended."""
-        session_uid, instance_name = manager.session_uid, instance.name
+        """Run an instance just moved to ``running``, and record how it ended.
+
+        Whatever ``_run`` does (returns, raises any exception, ``SystemExit``
+        included, or hands back what cannot be stored), the instance leaves
+        ``running`` here: finished, skipped, retried or failed. Raises
+        :class:`TaskInstanceFailed` once it is recorded as failed.
+        """
         context = TaskContext(manager, instance, self)
         token = _current_context.set(context)
+        outcome: Any
         try:
-            returned = self._run(context)
-        except SkipTask as skip:
-            manager._skip_running_instance(instance, skip.metadata)
-            return None
-        except RetryTask as retry:
-            try:
-                manager._retry_instance(
-                    instance, retry.exc, retry.cooldown, retry.replacement_kwargs, retry.metadata
-                )
-            except (LookupError, TypeError, ValueError) as exc:
-                # Bad replacement kwargs or metadata: the retry was rolled back,
-                # so fail the instance with the reason rather than leave it running.
-                manager._fail_instance(instance, exc)
-            return None
-        except Exception as exc:
-            logger.info("Task instance %s of session %s failed", instance_name, session_uid)
-            manager._fail_instance(instance, exc)
-            return None
+            outcome = self._run(context)
+        except BaseException as exc:  # the worker outlives whatever _run raises
+            outcome = exc
         finally:
             _current_context.reset(token)
         try:
-            result = self._check_result(instance_name, returned)
-        except (TypeError, ValueError) as exc:
-            manager._fail_instance(instance, exc)
+            return self._record_outcome(manager, instance, outcome)
+        except TaskInstanceFailed:
+            raise
+        except Exception as exc:
+            if not isinstance(exc, TypeError | ValueError):
+                # The write itself refused it: say what could not be stored.
+                unstorable = UnstorableOutcome(
+                    f"how {instance.name!r} ended could not be stored: "
+                    f"{type(exc).__name__}: {encoding.safe_str(exc)}"
+                )
+                unstorable.__cause__ = exc
+                exc = unstorable
+            self._fail(manager, instance, exc)
             return None
+
+    def _record_outcome(
+        self, manager: TriggerManager, instance: TaskInstance, outcome: Any
+    ) -> dict[str, Any] | None:
+        """Store what ``_run`` ended with: a skip, a retry, an exception or a result."""
+        if isinstance(outcome, SkipTask):
+            manager._skip_running_instance(instance, outcome.metadata)
+            return None
+        if isinstance(outcome, RetryTask):
+            manager._retry_instance(
+                instance,
+                outcome.exc,
+                outcome.cooldown,
+                outcome.replacement_kwargs,
+                outcome.metadata,
+            )
+            return None
+        if isinstance(outcome, BaseException):
+            self._fail(manager, instance, outcome)
+            return None
+        result = self._check_result(instance.name, outcome)
         celery_result = self._celery_result(manager, result)
         finished = manager._finish_instance(instance, result, celery_result)
         if finished and celery_result is not None:
             # Stored with the finish: the result backend need not store it again.
             self.request.ignore_result = True
         return result
+
+    def _fail(self, manager: TriggerManager, instance: TaskInstance, exc: BaseException) -> None:
+        """Record the instance as failed by ``exc``, and raise :class:`TaskInstanceFailed`.
+
+        Logged at ERROR with the traceback, so that logging integrations
+        (Sentry's, a worker's log) see the failure. Nothing is raised if the
+        instance was no longer running (its outcome is then dropped).
+        """
+        summary = f"{type(exc).__name__}: {encoding.safe_str(exc)}"
+        logger.error(
+            "Task instance %s of session %s failed: %s",
+            instance.name,
+            manager.session_uid,
+            summary,
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
+        try:
+            failed = manager._fail_instance(instance, exc)
+        except Exception as error:
+            # Last resort: a failure of text that is sure to be storable.
+            logger.exception("Could not record the failure of task instance %s", instance.name)
+            fallback = UnstorableOutcome(
+                f"the failure of {instance.name!r} ({summary[:1000]}) could not be stored: "
+                f"{type(error).__name__}: {encoding.safe_str(error)[:1000]}"
+            )
+            failed = manager._fail_instance(instance, fallback)
+        if failed is not None:
+            raise TaskInstanceFailed(
+                f"task instance {instance.name!r} of session {manager.session_uid!r} "
+                f"failed: {summary[:2000]}"
+            ) from None
 
     def _celery_result(self, manager: TriggerManager, result: dict[str, Any]) -> Upsert | None:
         """The row the database result backend would store for this run, or ``None``.

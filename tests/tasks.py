@@ -251,16 +251,62 @@ class BlockUntilReleased(TriggerTask):
 
 
 class RetryWithUnknownTrigger(TriggerTask):
-    """Retry with replacement kwargs for a trigger it does not wait for."""
+    """Retry once with replacement kwargs for a trigger it does not wait for."""
 
     name = "tests.RetryWithUnknownTrigger"
 
     def _run(self, context: TaskContext) -> dict[str, Any]:
-        raise self.retry(replacement_kwargs={"nope": {"x": 1}})
+        if context.task_instance.retries == 0:
+            raise self.retry(replacement_kwargs={"nope": {"x": 1}})
+        return {"received": context.trigger_kwargs}
+
+
+def nested(depth: int) -> Any:
+    """A list nested ``depth`` levels deep."""
+    value: Any = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text for this exception")
+
+
+#: How EndBadly ends, by the ``case`` of its ``start`` kwargs: each is an
+#: outcome a database cannot store as given, or one that once escaped.
+BAD_ENDINGS: dict[str, Any] = {
+    "nul_in_result": lambda task: {"text": "a\x00b"},
+    "surrogate_in_result": lambda task: {"text": "\ud800"},
+    "deep_result": lambda task: {"tree": nested(5000)},
+    "nul_in_message": lambda task: ValueError("bad\x00message"),
+    "surrogate_in_message": lambda task: ValueError("bad \udc80 message"),
+    "nul_in_context": lambda task: with_context(ValueError("context"), {"value": "a\x00b"}),
+    "deep_context": lambda task: with_context(ValueError("context"), {"tree": nested(5000)}),
+    "unprintable_exception": lambda task: Unprintable(),
+    "system_exit": lambda task: SystemExit(3),
+    "nul_in_skip_metadata": lambda task: task.skip(metadata={"why": "a\x00b"}),
+    "nul_in_retry_metadata": lambda task: task.retry(metadata={"why": "a\x00b"}),
+    "nul_in_retry_kwargs": lambda task: task.retry(replacement_kwargs={"start": {"a": "\x00"}}),
+}
+
+
+class EndBadly(TriggerTask):
+    """End as ``BAD_ENDINGS[case]`` says: return it, or raise it if it is an exception."""
+
+    name = "tests.EndBadly"
+
+    def _run(self, context: TaskContext) -> Any:
+        ending = BAD_ENDINGS[context.trigger_kwargs["start"]["case"]](self)
+        if isinstance(ending, BaseException):
+            raise ending
+        return ending
 
 
 for task_class in (
     RetryWithUnknownTrigger,
+    EndBadly,
     BlockUntilReleased,
     Echo,
     ReturnNothing,

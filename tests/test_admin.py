@@ -14,7 +14,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from django_triggers.exceptions import describe_exception, with_context
+from django_triggers import admin as triggers_admin
+from django_triggers.encoding import describe_exception
+from django_triggers.exceptions import with_context
 from django_triggers.manager import TriggerManager
 from django_triggers.models import FiredTrigger, TaskInstance, TriggerSession
 from django_triggers.runners import BaseTaskRunner
@@ -60,15 +62,15 @@ def set_log_level(instance, level=logging.ERROR):
     TaskInstance.objects.filter(pk=instance.pk).update(log_level=level)
 
 
-@pytest.fixture
-def manager(db):
+@pytest.fixture(name="manager")
+def manager_fixture(db):
     manager = TriggerManager("session-1")
     manager.update_configuration({"t_a": task(["a"]), "t_b": task(["t_a"])})
     return manager
 
 
-@pytest.fixture
-def failed(manager):
+@pytest.fixture(name="failed")
+def failed_fixture(manager):
     manager.fire("a", {"value": 1})
     return fail(manager, "t_a#0")
 
@@ -258,7 +260,7 @@ def test_session_page_says_what_each_unstarted_instance_waits_for(admin_client, 
 
     response = admin_client.get(session_url(manager.session))
 
-    [row] = response.context["attention"]["waiting"]
+    [row] = response.context["attention"]["waiting"].rows
     assert row["instance"].name == "t_pair#0"
     assert row["waiting"] == {
         "after_fired": ["a"],
@@ -285,7 +287,7 @@ def test_session_page_shows_failures_with_their_error_and_links_to_fix_them(
 ):
     response = admin_client.get(session_url(manager.session))
 
-    [row] = response.context["attention"]["failed"]
+    [row] = response.context["attention"]["failed"].rows
     assert row["error"] == "builtins.ValueError: the data is <wrong>"
     assert row["replay_url"] == instance_url(failed, "replay")
     assert row["skip_url"] == instance_url(failed, "skip")
@@ -331,6 +333,113 @@ def test_session_page_has_no_save_buttons(admin_client, manager):
 
     assert 'name="_save"' not in html
     assert 'name="_continue"' not in html
+
+
+# -- the attention panel of a busy session ----------------------------------------------
+
+
+@pytest.fixture
+def busy(db):
+    """A session whose tasks each get a new instance on every fire of their trigger."""
+    manager = TriggerManager("busy")
+    manager.update_configuration(
+        {
+            "t_a_scheduled": task([], andEvery="s"),
+            "t_m_waiting": task(["x"], andEvery="w"),
+            "t_z_failed": task([], andEvery="f"),
+        }
+    )
+    return manager
+
+
+def add_instances(manager, count):
+    """``count`` more instances of each kind: scheduled, waiting, and failed with error logs."""
+    for _ in range(count):
+        manager.fire("s")
+        manager.fire("w")
+        [scheduled] = manager.fire("f")
+        set_log_level(fail(manager, scheduled.name))
+
+
+def listed_names(attention_list):
+    return [row["instance"].name for row in attention_list.rows]
+
+
+def test_session_page_lists_failed_instances_beyond_the_instance_table(
+    admin_client, busy, monkeypatch
+):
+    monkeypatch.setattr(triggers_admin, "INSTANCES_LIMIT", 2)
+    add_instances(busy, 2)
+
+    response = admin_client.get(session_url(busy.session))
+
+    assert len(response.context["instance_rows"]) == 2
+    failed = response.context["attention"]["failed"]
+    assert listed_names(failed) == ["t_z_failed#0", "t_z_failed#1"]
+    assert failed.total == 2
+    last_failed = busy.get_instance("t_z_failed#1")
+    assert f'<a href="{instance_url(last_failed)}">t_z_failed#1</a>' in response.content.decode()
+
+
+def test_session_page_counts_the_failed_instances_it_does_not_list_and_links_to_them(
+    admin_client, busy, monkeypatch
+):
+    monkeypatch.setattr(triggers_admin, "ATTENTION_LIMIT", 2)
+    add_instances(busy, 3)
+
+    response = admin_client.get(session_url(busy.session))
+
+    failed = response.context["attention"]["failed"]
+    assert (listed_names(failed), failed.total, failed.hidden) == (
+        ["t_z_failed#0", "t_z_failed#1"],
+        3,
+        1,
+    )
+    html = response.content.decode()
+    assert "Failed (3)" in html
+    assert "1 more is not listed here." in html
+    assert f'<a href="{failed.url.replace("&", "&amp;")}">See all 3</a>' in html
+
+
+def test_each_attention_link_lists_every_instance_of_its_kind_in_the_session(
+    admin_client, busy, monkeypatch
+):
+    monkeypatch.setattr(triggers_admin, "ATTENTION_LIMIT", 1)
+    add_instances(busy, 2)
+    other = TriggerManager("other")
+    other.update_configuration({"t_z_failed": task([], andEvery="f")})
+    fail(other, other.fire("f")[0].name)
+
+    attention = admin_client.get(session_url(busy.session)).context["attention"]
+
+    expected = {
+        "failed": ["t_z_failed#0", "t_z_failed#1"],
+        "waiting": ["t_m_waiting#0", "t_m_waiting#1"],
+        "in_flight": ["t_a_scheduled#0", "t_a_scheduled#1"],
+        "unresolved_logs": ["t_z_failed#0", "t_z_failed#1"],
+    }
+    for kind, names in expected.items():
+        assert attention[kind].total == len(names)
+        changelist = admin_client.get(attention[kind].url)
+        assert changelist.status_code == 200
+        shown = changelist.context["cl"].result_list
+        assert sorted((i.session.uid, i.name) for i in shown) == [("busy", n) for n in names]
+
+
+def test_session_page_query_count_does_not_grow_with_instances_needing_attention(
+    admin_client, busy
+):
+    add_instances(busy, 1)
+    admin_client.get(session_url(busy.session))
+    with CaptureQueriesContext(connection) as few:
+        admin_client.get(session_url(busy.session))
+    add_instances(busy, 5)
+
+    with CaptureQueriesContext(connection) as many:
+        response = admin_client.get(session_url(busy.session))
+
+    assert response.context["attention"]["waiting"].total == 6
+    assert len(many.captured_queries) == len(few.captured_queries)
 
 
 # -- diagram downloads --------------------------------------------------------------
@@ -547,8 +656,8 @@ def test_replay_action_applies_replacement_kwargs(admin_client, failed, manager)
         ("{not json", "Replacement kwargs is not valid JSON"),
         ("[1, 2]", "Replacement kwargs must be a JSON object"),
         ('{"a": 3}', "The kwargs of trigger &#x27;a&#x27; must be a JSON object"),
-        ('{"nope": {}}', "t_a#0 does not wait for &#x27;nope&#x27;"),
-        ('{"a": {"x": NaN}}', "NaN is not allowed"),
+        ('{"a": {"x": "\\u0000"}}', "the value at a.x holds a NUL character"),
+        ('{"a": {"x": NaN}}', "the value at a.x is not encodable"),
     ],
 )
 def test_replay_action_with_bad_replacement_kwargs_shows_the_error_and_changes_nothing(
@@ -563,6 +672,20 @@ def test_replay_action_with_bad_replacement_kwargs_shows_the_error_and_changes_n
     assert response.context["form"].errors
     assert status_of(manager, "t_a#0") == "failed"
     assert manager.instances_of_task("t_a") == [failed]
+
+
+def test_replay_action_passes_kwargs_of_a_trigger_the_task_does_not_wait_for(
+    admin_client, failed, manager
+):
+    post_action(
+        admin_client,
+        "replay_instances",
+        [failed],
+        apply="Replay",
+        replacement_kwargs='{"extra": {"note": "by hand"}}',
+    )
+
+    assert manager.get_instance("t_a#1").kwargs["extra"] == {"note": "by hand"}
 
 
 def test_replay_action_reports_instances_that_are_not_failed_and_leaves_them(

@@ -36,10 +36,15 @@ def make_session(uid, *, run=ECHO, fire=("a",), using=None, after=("a",)):
 
 
 def age(uid, **ago):
-    """Move the session's creation and fires into the past, by ``timedelta(**ago)``."""
+    """Move every activity of the session into the past, by ``timedelta(**ago)``.
+
+    Its creation, configuration, fires and instances' status changes.
+    """
     then = timezone.now() - timedelta(**ago)
     TriggerSession.objects.filter(uid=uid).update(created=then)
+    TaskConfig.objects.filter(session__uid=uid).update(created=then, updated=then)
     FiredTrigger.objects.filter(session__uid=uid).update(fired_at=then)
+    TaskInstance.objects.filter(session__uid=uid).update(status_changed_at=then)
 
 
 def remaining():
@@ -121,13 +126,80 @@ def test_a_session_fired_into_recently_is_kept(transactional_db):
     assert remaining() == {"busy"}
 
 
-def test_a_session_never_fired_into_is_as_old_as_its_creation(transactional_db):
-    make_session("old-idle", fire=())
-    make_session("new-idle", fire=())
-    age("old-idle", days=40)
+def test_an_empty_session_is_as_old_as_its_creation(transactional_db):
+    TriggerManager("old-empty")
+    TriggerManager("new-empty")
+    age("old-empty", days=40)
 
     assert delete_resolved_sessions(MONTH) == 1
-    assert remaining() == {"new-idle"}
+    assert remaining() == {"new-empty"}
+
+
+def test_an_old_session_whose_task_was_never_triggered_is_kept(transactional_db):
+    make_session("never-fired", fire=())
+    age("never-fired", days=40)
+
+    assert delete_resolved_sessions(MONTH) == 0
+    assert remaining() == {"never-fired"}
+
+
+def test_an_old_session_with_a_task_still_waiting_for_its_first_instance_is_kept(
+    transactional_db,
+):
+    manager = make_session("half-done")
+    manager.update_configuration({"t_later": {"after": ["b"], "run": ECHO}})
+    age("half-done", days=40)
+    assert TaskInstance.objects.get(session__uid="half-done").status == TaskInstance.FINISHED
+
+    assert delete_resolved_sessions(MONTH) == 0
+    assert remaining() == {"half-done"}
+
+
+def test_an_old_session_fired_into_but_never_configured_is_kept(transactional_db):
+    TriggerManager("unconfigured").fire("a")
+    age("unconfigured", days=40)
+
+    assert delete_resolved_sessions(MONTH) == 0
+    assert remaining() == {"unconfigured"}
+
+
+def test_a_session_given_a_new_task_recently_is_kept(transactional_db):
+    manager = make_session("extended")
+    age("extended", days=40)
+
+    manager.update_configuration({"t_new": {"after": ["b"], "run": ECHO}})
+
+    assert delete_resolved_sessions(MONTH) == 0
+    assert remaining() == {"extended"}
+
+
+def test_a_recent_configuration_change_counts_as_activity(transactional_db):
+    make_session("reconfigured")
+    age("reconfigured", days=40)
+    TaskConfig.objects.filter(session__uid="reconfigured").update(updated=timezone.now())
+
+    assert delete_resolved_sessions(MONTH) == 0
+    assert remaining() == {"reconfigured"}
+
+
+def test_replacing_a_task_today_counts_as_activity(transactional_db):
+    manager = make_session("replaced-today")
+    age("replaced-today", days=40)
+
+    manager.update_configuration({"t": {"after": ["a"], "run": ECHO, "within": 60}})
+
+    assert delete_resolved_sessions(MONTH) == 0
+    assert remaining() == {"replaced-today"}
+
+
+def test_a_recent_status_change_counts_as_activity(transactional_db):
+    manager = make_session("skipped-today", run=FAIL)
+    age("skipped-today", days=40)
+
+    manager.skip_failed_instance("t#0")
+
+    assert delete_resolved_sessions(MONTH) == 0
+    assert remaining() == {"skipped-today"}
 
 
 def test_the_age_is_measured_from_now_given(transactional_db):
@@ -198,6 +270,16 @@ def test_a_batch_is_checked_again_before_it_is_deleted(transactional_db):
     age("selected", days=40)
     inactive_since = timezone.now() - MONTH
     manager.fire("meanwhile")
+
+    assert _delete([manager.session.pk], inactive_since) == (0, 0)
+    assert remaining() == {"selected"}
+
+
+def test_a_batch_reconfigured_after_it_was_selected_is_kept(transactional_db):
+    manager = make_session("selected")
+    age("selected", days=40)
+    inactive_since = timezone.now() - MONTH
+    manager.update_configuration({"t_new": {"after": ["b"], "run": ECHO}})
 
     assert _delete([manager.session.pk], inactive_since) == (0, 0)
     assert remaining() == {"selected"}

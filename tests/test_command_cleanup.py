@@ -31,6 +31,16 @@ def test_cleanup_deletes_old_resolved_sessions_only(sessions):
     assert stdout.startswith("Deleted 1 session(s) resolved and inactive since ")
 
 
+def test_cleanup_keeps_an_old_session_whose_task_has_no_instance_yet(sessions):
+    make_session("never-fired", fire=())
+    age("never-fired", days=40)
+
+    stdout, _ = run_command("triggers_cleanup", "--older-than", "30d")
+
+    assert remaining() == {"old-open", "recent", "never-fired"}
+    assert stdout.startswith("Deleted 1 session(s) ")
+
+
 def test_cleanup_reads_a_plain_number_as_seconds(transactional_db, settings):
     settings.TRIGGERS_DEFAULT_RUNNER = "threading"
     for uid, minutes in (("two-hours", 120), ("half-hour", 30)):

@@ -107,7 +107,7 @@ def test_fire_with_create_creates_the_session_and_fires_into_it(transactional_db
 
 
 def test_fire_with_create_keeps_no_session_when_the_fire_is_refused(transactional_db):
-    with pytest.raises(CommandError, match="cannot be stored as JSON"):
+    with pytest.raises(CommandError, match="the value at x is not encodable"):
         run_command("triggers_fire", "made-by-fire", "a", "--create", "--kwargs", '{"x": NaN}')
 
     assert not TriggerSession.objects.exists()

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from django_triggers.models import TriggerSession
+from django_triggers.models import FiredTrigger, TaskInstance, TriggerSession
 from tests.test_commands import ECHO, database_rows, run_command
 
 FAIL = "tests.Fail"
@@ -137,3 +137,28 @@ def test_show_reads_a_session_whose_manager_class_cannot_be_imported(session):
 
     assert "  manager: nowhere.Missing\n" in stdout
     assert "  t_fail#0  failed\n" in stdout
+
+
+def test_show_spells_out_control_characters_of_uids_names_and_messages(session):
+    uid = f"{session.session_uid}\x1b[2J"
+    TriggerSession.objects.filter(uid=session.session_uid).update(
+        uid=uid, manager_class="app\x1b[31m.Manager"
+    )
+    FiredTrigger.objects.filter(trigger_name="c").update(trigger_name="c\x1b[8m")
+    TaskInstance.objects.filter(name="t_fail#0").update(
+        name="t_fail\x07#0",
+        metadata={
+            "exception_type": "builtins.ValueError",
+            "exception_message": "wrong\x1b]0;owned\x07",
+        },
+    )
+
+    stdout, _ = run_command("triggers_show", uid)
+
+    assert not {"\x1b", "\x07"} & set(stdout)
+    assert f"Session {session.session_uid}\\x1b[2J\n" in stdout
+    assert "  manager: app\\x1b[31m.Manager\n" in stdout
+    assert "  c\\x1b[8m  (application)  {}\n" in stdout
+    assert "  t_echo#0      finished\n" in stdout
+    assert "  t_fail\\x07#0  failed\n" in stdout
+    assert "  t_fail\\x07#0: builtins.ValueError: wrong\\x1b]0;owned\\x07\n" in stdout

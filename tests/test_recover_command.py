@@ -21,6 +21,7 @@ ECHO = "tests.Echo"
 STUCK_INSTANCE = "django_triggers.exceptions.StuckInstance"
 REPORT_KEYS = {
     "redispatched",
+    "never_dispatched",
     "expired",
     "stuck_scheduled",
     "stuck_running",
@@ -78,6 +79,25 @@ def session(trigger_manager):
     return trigger_manager
 
 
+@pytest.fixture
+def lost_messages(session):
+    """``session``, plus ``t_l#0`` and ``t_m#0`` handed to their runner two hours ago and
+    still scheduled: their messages were lost."""
+    session.update_configuration(
+        {name: {"after": ["d"], "run": ECHO, "using": FlakyRunner.name} for name in ("t_l", "t_m")}
+    )
+    session.fire("d")
+    DISPATCHED.clear()
+    two_hours_ago = timezone.now() - timedelta(hours=2)
+    assert (
+        TaskInstance.objects.filter(session=session.session, name__in=["t_l#0", "t_m#0"]).update(
+            status_changed_at=two_hours_ago, dispatched_at=two_hours_ago
+        )
+        == 2
+    )
+    return session
+
+
 def run(*args: str) -> tuple[str, str]:
     stdout, stderr = io.StringIO(), io.StringIO()
     call_command("triggers_recover", *args, stdout=stdout, stderr=stderr)
@@ -94,15 +114,83 @@ def test_plain_output_counts_each_section_and_lists_its_instances(session):
     uid = session.session_uid
     assert stdout.splitlines() == [
         "redispatched: 1",
-        f"  {uid} t_u#0",
+        f"  {uid} t_u#0 (never dispatched)",
         "expired: 1",
         f"  {uid} t_x#0",
-        "stuck scheduled: 0",
         "stuck running: 1",
         f"  {uid} t_r#0",
         "failed stuck: 0",
         "errors: 0",
     ]
+
+
+def test_instances_whose_message_was_lost_are_counted_as_redispatched(lost_messages):
+    stdout, _ = run()
+
+    uid = lost_messages.session_uid
+    assert stdout.splitlines()[:4] == [
+        "redispatched: 3",
+        f"  {uid} t_u#0 (never dispatched)",
+        f"  {uid} t_l#0 (stuck scheduled)",
+        f"  {uid} t_m#0 (stuck scheduled)",
+    ]
+    assert sorted(DISPATCHED) == ["t_l#0", "t_m#0", "t_u#0"]
+
+
+def test_json_lists_every_instance_handed_over_again_under_redispatched(lost_messages):
+    stdout, _ = run("--json")
+
+    report = json.loads(stdout)
+    uid = lost_messages.session_uid
+    assert report["redispatched"] == [
+        {"session": uid, "instance": name} for name in ("t_u#0", "t_l#0", "t_m#0")
+    ]
+    assert report["never_dispatched"] == [{"session": uid, "instance": "t_u#0"}]
+    assert report["stuck_scheduled"] == [
+        {"session": uid, "instance": name} for name in ("t_l#0", "t_m#0")
+    ]
+
+
+def test_the_summary_on_stdout_is_all_the_command_prints(session):
+    stdout, stderr = run()
+
+    assert stderr == ""
+    assert stdout.splitlines()[0] == "redispatched: 1"
+
+
+def test_verbosity_2_reports_each_sweep_on_stdout_before_the_summary(session):
+    stdout, stderr = run("--verbosity", "2")
+
+    assert stderr == ""
+    assert stdout.splitlines()[:5] == [
+        "deadlines: 1 of 1 examined",
+        "never dispatched: 1 of 1 examined",
+        "stuck scheduled: 0 of 0 examined",
+        "stuck running: 1 of 1 examined",
+        "redispatched: 1",
+    ]
+
+
+def test_json_output_is_only_the_report_whatever_the_verbosity(session):
+    stdout, stderr = run("--json", "--verbosity", "2")
+
+    assert set(json.loads(stdout)) == REPORT_KEYS
+    assert stderr == ""
+
+
+def test_control_characters_in_uids_names_and_errors_are_spelled_out(session):
+    uid = f"{session.session_uid}\x1b[2J"
+    TriggerSession.objects.filter(uid=session.session_uid).update(
+        uid=uid, manager_class="evil\x1b]0;owned\x07.Manager"
+    )
+
+    stdout, _ = run()
+
+    assert "\x1b" not in stdout
+    assert "\x07" not in stdout
+    errors = stdout[stdout.index("errors: 2") :]
+    assert f"  {session.session_uid}\\x1b[2J t_u#0: " in errors
+    assert "evil\\x1b]0;owned\\x07" in errors
 
 
 def test_the_command_expires_redispatches_and_leaves_running_instances_alone(session):
@@ -127,6 +215,7 @@ def test_json_output_is_the_report_as_json(session):
     uid = session.session_uid
     assert set(report) == REPORT_KEYS
     assert report["redispatched"] == [{"session": uid, "instance": "t_u#0"}]
+    assert report["never_dispatched"] == [{"session": uid, "instance": "t_u#0"}]
     assert report["expired"] == [{"session": uid, "instance": "t_x#0"}]
     assert report["stuck_scheduled"] == []
     assert report["stuck_running"] == [{"session": uid, "instance": "t_r#0"}]
@@ -208,6 +297,25 @@ def test_bad_input_raises_command_error_and_changes_nothing(session, args, expec
     assert session.get_instance("t_u#0").dispatched_at is None
     assert DISPATCHED == []
     assert not FiredTrigger.objects.filter(trigger_name__endswith=".timeout").exists()
+
+
+@pytest.mark.parametrize("option", ["--stuck-after", "--redispatch-after"])
+@pytest.mark.parametrize("value", ["1e12", "1e300", "3155760001"])
+def test_a_wait_beyond_100_years_is_refused_naming_the_option_and_changes_nothing(
+    session, option, value
+):
+    before = statuses(session)
+
+    with pytest.raises(CommandError) as raised:
+        run("--fail-stuck", option, value)
+
+    message = str(raised.value)
+    assert message.startswith(f"{option} ")
+    assert "from 0 to 3155760000 (100 years)" in message
+    assert repr(value) in message
+    assert statuses(session) == before
+    assert session.get_instance("t_u#0").dispatched_at is None
+    assert DISPATCHED == []
 
 
 def test_the_help_text_says_what_the_command_does():

@@ -94,7 +94,7 @@ def error_logged(trigger_manager, triggers):
 
 PROPERTIES = {
     # status: (can_run, can_abandon, can_replay, can_skip, is_resolved)
-    "unstarted": (True, True, False, False, False),
+    "unstarted": (False, True, False, False, False),  # it waits for "second"
     "scheduled": (True, False, False, False, False),
     "running": (False, False, False, False, False),
     "finished": (False, False, False, False, True),
@@ -103,6 +103,12 @@ PROPERTIES = {
     "skipped": (False, False, False, False, True),
     "abandoned": (False, False, False, False, True),
 }
+
+
+def test_an_unstarted_instance_can_run_once_every_after_trigger_fired_into_it(unstarted):
+    assert not unstarted.can_run
+    unstarted.kwargs["second"] = {}
+    assert unstarted.can_run
 
 
 @pytest.mark.parametrize("status", STATUSES)
@@ -435,7 +441,8 @@ def test_wrong_status_recovery_changes_nothing(trigger_manager, triggers, call):
 @pytest.mark.parametrize(
     ("replacement", "mentioned"),
     [
-        pytest.param({"unknown": {"x": 1}}, "unknown", id="unknown-trigger"),
+        pytest.param({"start": {"x": "a\x00"}}, "start.x", id="nul-character"),
+        pytest.param({"start\udc80": {}}, "surrogate", id="lone-surrogate-in-a-trigger-name"),
         pytest.param({"start": ["x"]}, "start", id="kwargs-not-a-mapping"),
         pytest.param(["start"], "list", id="not-a-mapping"),
         pytest.param({"start": {"when": object()}}, "start.when", id="unencodable"),
@@ -451,6 +458,18 @@ def test_bad_replacement_kwargs_raise_and_change_nothing(
     triggers.assertInstanceFailed("t_fail#0", RuntimeError)
     triggers.assertInstanceMissing("t_fail#1")
     assert instance_rows(trigger_manager) == instances_before
+
+
+def test_replay_replacement_kwargs_may_name_triggers_the_task_does_not_wait_for(
+    trigger_manager, triggers, failed
+):
+    trigger_manager.replay_failed_instance(
+        "t_fail#0", replacement_kwargs={"extra": {"note": "given by hand"}}
+    )
+
+    triggers.assertInstanceFinished(
+        "t_fail#1", {"received": {"start": {"n": 1}, "extra": {"note": "given by hand"}}}
+    )
 
 
 # -- inspection -------------------------------------------------------------------------------

@@ -328,6 +328,28 @@ def test_recover_hands_over_again_an_instance_handed_over_but_not_started_for_to
     assert instance.dispatched_at >= before
 
 
+def test_a_stuck_instance_handed_over_again_is_counted_as_redispatched(in_flight):
+    report = recover(stuck_after=timedelta(hours=1))
+
+    assert report.redispatched == [(in_flight.session_uid, "t_s#0")]
+    assert report.never_dispatched == []
+
+
+def test_the_report_lists_instances_handed_over_again_as_never_dispatched_then_stuck(
+    in_flight, undispatched
+):
+    report = recover(
+        redispatch_after=timedelta(seconds=60),
+        stuck_after=timedelta(hours=1),
+        now=timezone.now() + timedelta(seconds=120),
+    )
+
+    uid = in_flight.session_uid
+    assert report.never_dispatched == [(uid, "t_a#0")]
+    assert report.stuck_scheduled == [(uid, "t_s#0")]
+    assert report.redispatched == [(uid, "t_a#0"), (uid, "t_s#0")]
+
+
 def test_a_stuck_instance_handed_over_again_keeps_its_celery_task_id(in_flight):
     task_id = in_flight.get_instance("t_s#0").celery_task_id
 
@@ -519,6 +541,36 @@ def test_recover_with_a_batch_size_below_one_raises_value_error_and_changes_noth
 
     with pytest.raises(ValueError, match="batch_size"):
         recover(batch_size=batch_size, now=timezone.now() + timedelta(hours=2))
+
+    assert handed("record") == []
+    assert trigger_manager.get_instance("t_a#0").dispatched_at is None
+
+
+@pytest.mark.parametrize(
+    "waits",
+    [
+        {"redispatch_after": timedelta(days=36526)},
+        {"stuck_after": timedelta(days=36526)},
+        {"stuck_after": timedelta(days=999_999_999)},
+        {"redispatch_after": timedelta(seconds=-1)},
+        {"stuck_after": timedelta(seconds=-1)},
+    ],
+    ids=[
+        "redispatch-after-over-100-years",
+        "stuck-after-over-100-years",
+        "stuck-after-beyond-any-date",
+        "redispatch-after-negative",
+        "stuck-after-negative",
+    ],
+)
+def test_a_wait_outside_0_to_100_years_raises_value_error_and_changes_nothing(
+    trigger_manager, undispatched, waits
+):
+    RUNNER_MODE["mode"] = "record"
+    (argument,) = waits
+
+    with pytest.raises(ValueError, match=f"{argument} must be between 0 and 100 years"):
+        recover(**waits, now=timezone.now() + timedelta(hours=2))
 
     assert handed("record") == []
     assert trigger_manager.get_instance("t_a#0").dispatched_at is None

@@ -659,14 +659,13 @@ def test_celery_worker_fails_the_instance_when_the_manager_class_is_not_importab
     assert UnimportableManager.__qualname__ in instance.metadata["traceback"].splitlines()[-1]
 
 
-def test_a_retry_with_invalid_replacement_kwargs_fails_the_instance_with_the_reason(
-    trigger_manager, triggers
-):
+def test_a_retry_passes_replacement_kwargs_of_any_trigger_to_the_clone(trigger_manager, triggers):
     trigger_manager.update_configuration(
         {"t_retry": {"after": ["start"], "run": "tests.RetryWithUnknownTrigger"}}
     )
-    trigger_manager.fire("start")
+    trigger_manager.fire("start", {"a": 1})
 
-    triggers.assertInstanceFailed("t_retry#0", ValueError)
-    assert "'nope'" in trigger_manager.get_instance("t_retry#0").metadata["exception_message"]
-    triggers.assertInstanceMissing("t_retry#1")
+    triggers.assertInstanceReplayed("t_retry#0")
+    triggers.assertInstanceFinished(
+        "t_retry#1", {"received": {"start": {"a": 1}, "nope": {"x": 1}}}
+    )

@@ -1,14 +1,15 @@
-"""What the ``triggers_*`` management commands share.
+"""What the ``triggers_*`` management commands share, and the admin reuses.
 
 Finding a session's manager without creating a session by mistake, reading
-JSON from options and files, and reporting the manager's refusals as
-:class:`~django.core.management.base.CommandError` (a message and a non-zero
-exit status) rather than as tracebacks.
+JSON from options, files and admin forms, and reporting the manager's
+refusals as :class:`~django.core.management.base.CommandError` (a message and
+a non-zero exit status) rather than as tracebacks.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,13 +17,27 @@ from typing import Any
 
 from django.core.management.base import CommandError, OutputWrapper
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db import DataError
+from django.utils.translation import gettext
 
+from django_triggers import encoding
 from django_triggers.exceptions import ManagerClassError, SessionNotFound
 from django_triggers.manager import TriggerManager
 from django_triggers.runners import ThreadingTaskRunner
 
-#: What the manager raises when it refuses a change; see :func:`manager_errors`.
-MANAGER_ERRORS = (LookupError, ValueError, TypeError)
+#: What a change refused before anything was kept raises: the manager's own
+#: refusals (``LookupError`` for what does not exist, ``ValueError`` and
+#: ``TypeError`` for values it cannot store), and, as a last line of defence,
+#: the database's refusal of a value and Python's of one nested too deeply
+#: to encode. See :func:`manager_errors` and :func:`describe_refusal`.
+MANAGER_ERRORS = (LookupError, ValueError, TypeError, DataError, RecursionError)
+
+#: A JSON string, or a bracket outside of one (to measure how deep a text nests).
+_JSON_STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+class InvalidJSON(ValueError):
+    """JSON text given by a user that cannot be used; the message says why and where."""
 
 
 def get_manager(
@@ -41,6 +56,7 @@ def get_manager(
     class; a command that only reads falls back to :class:`TriggerManager`
     when that class cannot be imported here (``read_only``).
     """
+    check_name_argument(session_uid, "the session uid")
     try:
         try:
             return TriggerManager.for_existing_session(session_uid)
@@ -57,26 +73,153 @@ def get_manager(
         raise CommandError(str(exc)) from None
 
 
+def check_name_argument(value: str, what: str) -> str:
+    """``value``, a name given on the command line, if a database can look it up.
+
+    A lone surrogate is what bytes that are not UTF-8 in an argument decode to.
+    """
+    problem = encoding.text_problem(value)
+    if problem is not None:
+        raise CommandError(f"{what} {value[:80]!r} {problem}")
+    return value
+
+
 @contextmanager
 def manager_errors(prefix: str = "") -> Iterator[None]:
     """Report what the manager refuses as a ``CommandError``.
 
     The manager raises ``LookupError`` for unknown instances, ``ValueError``
-    for a wrong status, an invalid configuration or an unencodable value, and
-    ``TypeError`` for arguments of the wrong shape; each names what is wrong,
-    and each leaves the database as it was.
+    for a wrong status, an invalid configuration or a value it cannot store,
+    and ``TypeError`` for arguments of the wrong shape; each names what is
+    wrong, and each leaves the database as it was (see :data:`MANAGER_ERRORS`).
     """
     try:
         yield
     except MANAGER_ERRORS as exc:
-        raise CommandError(f"{prefix}{exc}") from exc
+        raise CommandError(f"{prefix}{describe_refusal(exc)}") from exc
+
+
+def describe_refusal(exc: BaseException) -> str:
+    """What to tell a user about a refused change (one of :data:`MANAGER_ERRORS`)."""
+    if isinstance(exc, DataError):
+        return gettext("the database refused a value: %(error)s") % {"error": exc}
+    if isinstance(exc, RecursionError):
+        return gettext("a value is nested too deeply to be stored")
+    return str(exc)
+
+
+def load_json(text: str, what: str) -> Any:
+    """The value of ``text``, JSON given by a user: an option, a file, a form field.
+
+    Unlike :func:`json.loads`, refuses an object naming a key twice, where
+    JSON would silently keep the last one (a configuration naming a task
+    twice would lose the first), and reports text nested too deeply to parse
+    instead of raising ``RecursionError``. Raises :class:`InvalidJSON` with a
+    message starting with ``what``. NaN and infinities are let through: the
+    manager refuses them, naming where they are.
+    """
+    repeated = False
+
+    def object_from_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal repeated
+        obj = dict(pairs)
+        if len(obj) < len(pairs):
+            repeated = True
+            obj = _ObjectWithRepeatedKey(obj, _first_repeated_key(pairs))
+        return obj
+
+    try:
+        value = json.loads(text, object_pairs_hook=object_from_pairs)
+    except RecursionError:
+        raise InvalidJSON(
+            gettext(
+                "%(what)s is nested deeper than can be read: %(depth)d levels of arrays and objects"
+            )
+            % {"what": what, "depth": _nesting_depth(text)}
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise InvalidJSON(
+            gettext("%(what)s is not valid JSON: %(error)s") % {"what": what, "error": exc}
+        ) from None
+    if repeated:
+        path, key = _find_repeated_key(value)
+        where = (
+            gettext("in the object at %(path)s") % {"path": _shortened_path(path)}
+            if path
+            else gettext("in the top-level object")
+        )
+        raise InvalidJSON(
+            gettext("%(what)s names the key %(key)s twice %(where)s; keys must be unique")
+            % {"what": what, "key": _shortened_repr(key), "where": where}
+        )
+    return value
+
+
+class _ObjectWithRepeatedKey(dict[str, Any]):
+    """A parsed JSON object that named ``repeated_key`` more than once."""
+
+    def __init__(self, items: dict[str, Any], repeated_key: str):
+        super().__init__(items)
+        self.repeated_key = repeated_key
+
+
+def _first_repeated_key(pairs: list[tuple[str, Any]]) -> str:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            return key
+        seen.add(key)
+    raise AssertionError("no repeated key")  # pragma: no cover - only called with one
+
+
+def _find_repeated_key(value: Any) -> tuple[str, str]:
+    """The path of the first object, in document order, naming a key twice, and the key.
+
+    Walks with its own stack: the value may be nested as deep as the parser goes.
+    """
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, _ObjectWithRepeatedKey):
+            return path, node.repeated_key
+        if isinstance(node, dict):
+            children = [(f"{path}.{key}" if path else key, item) for key, item in node.items()]
+        elif isinstance(node, list):
+            children = [(f"{path}[{index}]", item) for index, item in enumerate(node)]
+        else:
+            continue
+        stack.extend(reversed(children))
+    raise AssertionError("no object with a repeated key")  # pragma: no cover
+
+
+def _nesting_depth(text: str) -> int:
+    """How deep the arrays and objects of JSON ``text`` nest, without parsing it."""
+    depth = deepest = 0
+    for token in _JSON_STRING_OR_BRACKET.finditer(text):
+        char = token.group()
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _shortened_repr(text: str, limit: int = 80) -> str:
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}..."
+
+
+def _shortened_path(path: str, limit: int = 120) -> str:
+    """A key path, cut at its start when long: its end says where the key is."""
+    return path if len(path) <= limit else f"...{path[-limit:]}"
 
 
 def parse_json(text: str, what: str) -> Any:
+    """The value of JSON ``text`` given in an option or a file (see :func:`load_json`)."""
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CommandError(f"{what} is not valid JSON: {exc}") from None
+        return load_json(text, what)
+    except InvalidJSON as exc:
+        raise CommandError(str(exc)) from None
 
 
 def parse_json_object(text: str, what: str) -> dict[str, Any]:
@@ -85,9 +228,9 @@ def parse_json_object(text: str, what: str) -> dict[str, Any]:
 
 
 def read_json_file(path: str, what: str) -> dict[str, Any]:
-    """The JSON object in the file at ``path``."""
+    """The JSON object in the file at ``path`` (UTF-8, with or without a byte order mark)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise CommandError(f"cannot read {what} {path!r}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
@@ -97,20 +240,23 @@ def read_json_file(path: str, what: str) -> dict[str, Any]:
 
 def require_object(value: Any, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise CommandError(f"{what} must be a JSON object, not {_json_type(value)}")
+        raise CommandError(f"{what} must be a JSON object, not {json_type(value)}")
     return value
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """What kind of JSON value ``value`` is, for messages: "an array", "null"..."""
     if value is None:
-        return "null"
+        return gettext("null")
     if isinstance(value, bool):
-        return "a boolean"
+        return gettext("a boolean")
     if isinstance(value, int | float):
-        return "a number"
+        return gettext("a number")
     if isinstance(value, str):
-        return "a string"
-    return "an array"
+        return gettext("a string")
+    if isinstance(value, dict):
+        return gettext("an object")
+    return gettext("an array")
 
 
 def check_batch_size(batch_size: int) -> int:

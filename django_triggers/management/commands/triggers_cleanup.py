@@ -10,9 +10,11 @@ from django_triggers.management.base import check_batch_size, write_json
 class Command(BaseCommand):
     help = (
         "Delete the sessions that are over, with their configuration, fires and instances: "
-        "those whose every instance is resolved (finished, skipped, replayed or abandoned) and "
-        "whose last activity (latest fire, or creation if nothing was fired) is older than "
-        "--older-than. Works in batches and reports each one; --dry-run only counts."
+        "those in which every configured task has an instance and every instance is resolved "
+        "(finished, skipped, replayed or abandoned), or that were never configured nor fired "
+        "into, and whose last activity (creation, configuration change, fire or status "
+        "change) is older than --older-than. Works in batches and reports each one; "
+        "--dry-run only counts."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:

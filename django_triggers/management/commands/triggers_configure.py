@@ -9,6 +9,7 @@ from django_triggers.management.base import (
     read_json_file,
     write_json,
 )
+from django_triggers.text import printable
 
 
 class Command(BaseCommand):
@@ -50,5 +51,5 @@ class Command(BaseCommand):
         else:
             self.stdout.write(
                 f"Configured {len(configuration)} task(s) in session {session_uid!r}: "
-                f"{', '.join(configuration) or 'none'}"
+                f"{printable(', '.join(configuration)) or 'none'}"
             )

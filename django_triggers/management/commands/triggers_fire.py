@@ -12,6 +12,7 @@ from django_triggers.management.base import (
     write_json,
 )
 from django_triggers.models import FiredTrigger
+from django_triggers.text import printable
 
 
 class Command(BaseCommand):
@@ -62,7 +63,7 @@ class Command(BaseCommand):
         else:
             self.stdout.write(
                 f"Fired {trigger!r} in session {session_uid!r}: "
-                f"scheduled {', '.join(names) or 'nothing'}"
+                f"scheduled {printable(', '.join(names)) or 'nothing'}"
             )
         wait_for_task_threads()
 

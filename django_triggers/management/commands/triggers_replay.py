@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from django_triggers.management.base import (
+    check_name_argument,
     get_manager,
     manager_errors,
     parse_json_object,
@@ -11,6 +12,7 @@ from django_triggers.management.base import (
     write_json,
 )
 from django_triggers.models import TaskInstance
+from django_triggers.text import printable
 
 
 class Command(BaseCommand):
@@ -39,7 +41,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        names: list[str] = list(dict.fromkeys(options["instances"]))
+        names: list[str] = [
+            check_name_argument(name, "the instance name")
+            for name in dict.fromkeys(options["instances"])
+        ]
         if bool(names) == options["all_failed"]:
             raise CommandError("name the failed instances to replay, or give --all-failed")
         replacement_kwargs = (
@@ -71,7 +76,7 @@ class Command(BaseCommand):
             )
         elif replays:
             for name, new_name in replays:
-                self.stdout.write(f"{name} replayed as {new_name}")
+                self.stdout.write(f"{printable(name)} replayed as {printable(new_name)}")
         else:
             self.stdout.write(f"No failed instance in session {manager.session_uid!r}")
         wait_for_task_threads()

@@ -6,6 +6,8 @@ from django.db import transaction
 from django_triggers.management.base import (
     MANAGER_ERRORS,
     check_batch_size,
+    check_name_argument,
+    describe_refusal,
     get_manager,
     manager_errors,
     read_json_file,
@@ -13,6 +15,7 @@ from django_triggers.management.base import (
 )
 from django_triggers.manager import TriggerManager
 from django_triggers.models import TriggerSession
+from django_triggers.text import printable
 
 
 class Command(BaseCommand):
@@ -53,7 +56,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         batch_size = check_batch_size(options["batch_size"])
         source = get_manager(options["source"])
-        new_uid = options["session"]
+        new_uid = check_name_argument(options["session"], "the new session uid")
         if TriggerSession.objects.filter(uid=new_uid).exists():
             raise CommandError(f"session {new_uid!r} already exists; replay into a new session uid")
         if options["configuration"] is not None:
@@ -104,12 +107,14 @@ class Command(BaseCommand):
                 count += 1
                 names = ", ".join(instance.name for instance in scheduled) or "nothing"
                 self.stdout.write(
-                    f"  {count}. {fired.trigger_name} (fired {fired.fired_at.isoformat()}): "
-                    f"{verb} {names}"
+                    f"  {count}. {printable(fired.trigger_name)} "
+                    f"(fired {fired.fired_at.isoformat()}): {verb} {printable(names)}"
                 )
         except MANAGER_ERRORS as exc:
             kept = "" if dry_run else f"; session {new_uid!r} keeps the fires made so far"
-            raise CommandError(f"stopped after re-firing {count} fire(s): {exc}{kept}") from exc
+            raise CommandError(
+                f"stopped after re-firing {count} fire(s): {describe_refusal(exc)}{kept}"
+            ) from exc
         self.stdout.write(
             f"Re-fired {count} application fire(s) of {source.session_uid!r} into {new_uid!r}"
         )

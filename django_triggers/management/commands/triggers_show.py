@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django_triggers.management.base import get_manager, write_json
 from django_triggers.manager import TriggerManager
 from django_triggers.models import TaskInstance
+from django_triggers.text import printable
 
 #: Longest kwargs shown in full in the plain output (``--json`` shows them all).
 KWARGS_WIDTH = 200
@@ -37,9 +38,9 @@ class Command(BaseCommand):
             self.show(manager, data)
 
     def show(self, manager: TriggerManager, data: dict[str, Any]) -> None:
-        write = self.stdout.write
+        write = self.write_line
         session = manager.session
-        write(self.style.MIGRATE_HEADING(f"Session {manager.session_uid}"))
+        self.stdout.write(self.style.MIGRATE_HEADING(f"Session {printable(manager.session_uid)}"))
         write(f"  manager: {session.manager_class or TriggerManager.class_path()}")
         write(f"  created: {session.created.isoformat()}")
 
@@ -57,9 +58,11 @@ class Command(BaseCommand):
             )
 
         self.heading("Instances", data["instances"])
-        width = max(map(len, data["instances"]), default=0)
+        # Names are padded as shown, escapes included, so that statuses line up.
+        shown_names = {name: printable(name) for name in data["instances"]}
+        width = max(map(len, shown_names.values()), default=0)
         for name, instance in data["instances"].items():
-            line = f"  {name:<{width}}  {instance['status']}"
+            line = f"  {shown_names[name]:<{width}}  {instance['status']}"
             if instance["parent"]:
                 line += f"  (replays {instance['parent']}, retry {instance['retries']})"
             write(line)
@@ -91,6 +94,10 @@ class Command(BaseCommand):
             )
             if metadata.get("exception_context"):
                 write(f"    context: {shorten(metadata['exception_context'])}")
+
+    def write_line(self, line: str) -> None:
+        """Write a line of stored data, its control characters spelled out."""
+        self.stdout.write(printable(line))
 
     def heading(self, title: str, items: Any) -> None:
         self.stdout.write("")

@@ -3,12 +3,14 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from django_triggers.management.base import (
+    check_name_argument,
     get_manager,
     manager_errors,
     parse_json_object,
     wait_for_task_threads,
     write_json,
 )
+from django_triggers.text import printable
 
 
 class Command(BaseCommand):
@@ -36,6 +38,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        name = check_name_argument(options["instance"], "the instance name")
         result = (
             parse_json_object(options["result"], "--result")
             if options["result"] is not None
@@ -43,9 +46,7 @@ class Command(BaseCommand):
         )
         manager = get_manager(options["session"])
         with manager_errors():
-            skipped = manager.skip_failed_instance(
-                options["instance"], cascade=options["cascade"], result=result
-            )
+            skipped = manager.skip_failed_instance(name, cascade=options["cascade"], result=result)
         if options["json"]:
             write_json(
                 self.stdout,
@@ -59,5 +60,7 @@ class Command(BaseCommand):
             )
         else:
             fired = f"; fired {skipped.task_name!r}" if options["cascade"] else ""
-            self.stdout.write(f"Skipped {skipped.name} in session {manager.session_uid!r}{fired}")
+            self.stdout.write(
+                f"Skipped {printable(skipped.name)} in session {manager.session_uid!r}{fired}"
+            )
         wait_for_task_threads()

@@ -1,11 +1,11 @@
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 
 from django_triggers.configuration import parse_configuration
-from django_triggers.exceptions import ConfigurationError
-from django_triggers.management.base import get_manager, read_json_file
+from django_triggers.management.base import get_manager, manager_errors, read_json_file
 from django_triggers.models import TaskConfig
+from django_triggers.text import printable
 
 
 class Command(BaseCommand):
@@ -33,10 +33,8 @@ class Command(BaseCommand):
             existing_after = dict(
                 TaskConfig.objects.filter(session=manager.session).values_list("name", "after")
             )
-        try:
+        with manager_errors(prefix=f"{path}: "):
             specs = parse_configuration(configuration, existing_after)
-        except ConfigurationError as exc:
-            raise CommandError(f"{path}: {exc}") from exc
         against = f" for session {session_uid!r}" if session_uid is not None else ""
         names = ", ".join(spec.name for spec in specs) or "none"
-        self.stdout.write(f"valid{against}: {len(specs)} task(s) ({names})")
+        self.stdout.write(f"valid{against}: {len(specs)} task(s) ({printable(names)})")
