@@ -1,4 +1,4 @@
-"""``python -m bench [--db sqlite|postgres] [--quick]``: run the benchmark.
+"""``python -m bench [--db sqlite|postgres|mariadb] [--quick]``: run the benchmark.
 
 Prints progress on stderr, then a table of figures on stdout, and as the last
 line of stdout one JSON object holding them all. Exits with status 1 if a
@@ -38,7 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench", description="Benchmark django-triggers on a dedicated database."
     )
-    parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--db", choices=("sqlite", "postgres", "mariadb"), default="sqlite")
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -52,7 +52,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--pg-name",
         default=DEFAULT_PG_NAME,
-        help=f"PostgreSQL database, dropped and recreated by the run (default {DEFAULT_PG_NAME})",
+        help=(
+            f"PostgreSQL or MariaDB database, dropped and recreated by the run "
+            f"(default {DEFAULT_PG_NAME})"
+        ),
     )
     parser.add_argument(
         "--show-queries",

@@ -66,6 +66,27 @@ def recreate_postgres_database(name: str) -> None:
         raise BenchmarkSetupError(f"cannot reach PostgreSQL: {exc}") from exc
 
 
+def recreate_mariadb_database(name: str) -> None:
+    """Drop ``name`` if it exists and create it empty (case-sensitive, as the library needs)."""
+    import MySQLdb
+
+    try:
+        conn = MySQLdb.connect(
+            host=os.environ.get("TRIGGERS_MYSQL_HOST", "127.0.0.1"),
+            port=int(os.environ.get("TRIGGERS_MYSQL_PORT", "3306")),
+            user=os.environ.get("TRIGGERS_MYSQL_USER", "root"),
+            password=os.environ.get("TRIGGERS_MYSQL_PASSWORD", ""),
+        )
+    except MySQLdb.OperationalError as exc:
+        raise BenchmarkSetupError(f"cannot reach MariaDB: {exc}") from exc
+    try:
+        cursor = conn.cursor()
+        cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    finally:
+        conn.close()
+
+
 def prepare_environment(*, db: str, workdir: Path, pg_name: str, broker: str) -> dict[str, str]:
     """Create the run's database and return the variables every process of the run gets.
 
@@ -81,14 +102,17 @@ def prepare_environment(*, db: str, workdir: Path, pg_name: str, broker: str) ->
         "CELERY_BROKER_URL": broker,
         "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
     }
+    if db in ("postgres", "mariadb") and "bench" not in pg_name:
+        raise BenchmarkSetupError(
+            f"refusing to use the database {pg_name!r}: the benchmark drops and "
+            f"recreates its database, so its name must contain 'bench'"
+        )
     if db == "postgres":
-        if "bench" not in pg_name:
-            raise BenchmarkSetupError(
-                f"refusing to use PostgreSQL database {pg_name!r}: the benchmark drops and "
-                f"recreates its database, so its name must contain 'bench'"
-            )
         recreate_postgres_database(pg_name)
         variables["TRIGGERS_PG_NAME"] = pg_name
+    elif db == "mariadb":
+        recreate_mariadb_database(pg_name)
+        variables["TRIGGERS_MYSQL_NAME"] = pg_name
     else:
         variables["TRIGGERS_SQLITE_PATH"] = str(workdir / "bench.sqlite3")
     for key in CELERY_ENV_OVERRIDES:

@@ -9,6 +9,9 @@ DEFAULTS: dict[str, Any] = {
     "TRIGGERS_DEFAULT_RUNNER": "celery",
     # Dotted paths of runner classes (or modules defining them) to import at startup.
     "TRIGGERS_RUNNERS": (),
+    # How the library writes its rows: "auto" (PostgreSQL's own statements on
+    # PostgreSQL, the ORM elsewhere) or "orm" (the ORM on every database).
+    "TRIGGERS_STORE": "auto",
 }
 
 

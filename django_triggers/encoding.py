@@ -32,8 +32,11 @@ from django.core.serializers.json import DjangoJSONEncoder
 
 from django_triggers.exceptions import UnencodableValue
 
-#: How deep JSON values (kwargs, results, params, metadata) may be nested.
-MAX_DEPTH = 100
+#: How deep JSON values (kwargs, results, params, metadata) may be nested:
+#: MariaDB's JSON columns hold 32 levels, and the library stores values
+#: inside up to two levels of its own (an instance's kwargs by trigger, a
+#: failure's context in its metadata).
+MAX_DEPTH = 30
 
 #: Characters no stored text may hold: NUL, and the surrogates, which are
 #: valid in a Python string only when unpaired, and then not encodable.

@@ -16,7 +16,7 @@ import contextvars
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import partial
@@ -27,7 +27,7 @@ from django.db.models import Exists, Max, OuterRef, Subquery
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from django_triggers import encoding, queries, signals
+from django_triggers import encoding, signals, statuses
 from django_triggers.conf import get_setting
 from django_triggers.configuration import (
     MAX_NAME_LENGTH,
@@ -49,21 +49,30 @@ from django_triggers.models import (
     TriggerSession,
 )
 from django_triggers.runners import get_runner_class
+from django_triggers.statuses import (
+    ABANDONED,
+    FAILED,
+    FINISHED,
+    REPLAYED,
+    RUNNING,
+    SCHEDULED,
+    SKIPPED,
+    UNSTARTED,
+)
+from django_triggers.stores import (
+    INSTANCE_UPDATE_FIELDS,
+    Finishing,
+    FireState,
+    Store,
+    Upsert,
+    store_for,
+)
 
 logger = logging.getLogger(__name__)
 
 InstanceRef = str | TaskInstance
 #: ``(instance, old status, new status)``, for the ``instance_status_changed`` signal.
 StatusChange = tuple[TaskInstance, str | None, str]
-
-UNSTARTED = TaskInstance.UNSTARTED
-SCHEDULED = TaskInstance.SCHEDULED
-RUNNING = TaskInstance.RUNNING
-FINISHED = TaskInstance.FINISHED
-FAILED = TaskInstance.FAILED
-REPLAYED = TaskInstance.REPLAYED
-SKIPPED = TaskInstance.SKIPPED
-ABANDONED = TaskInstance.ABANDONED
 
 #: The session row a worker has just read, for the manager it is building
 #: (see ``TriggerManager._with_session``): the constructor need not read it again.
@@ -87,7 +96,7 @@ class TriggerManager:
 
     #: ``(instance pk, state)``: what the cascade of the instance a worker
     #: just started will read, read by the start's own statement.
-    _cascade_read: tuple[int, queries.FireState] | None = None
+    _cascade_read: tuple[int, FireState] | None = None
 
     def __init__(self, session_uid: str):
         encoding.check_name(session_uid, what="a session uid", max_length=MAX_NAME_LENGTH)
@@ -107,6 +116,11 @@ class TriggerManager:
     def _db(self) -> str:
         """The database alias the session lives in."""
         return self.session._state.db or "default"
+
+    @property
+    def _store(self) -> Store:
+        """What reads and writes the session's rows."""
+        return store_for(self._db)
 
     @staticmethod
     def for_existing_session(session_uid: str) -> TriggerManager:
@@ -149,7 +163,7 @@ class TriggerManager:
         ``ManagerClassError`` once the instance has been failed with it.
         """
         using = router.db_for_write(TriggerSession)
-        started = queries.start_by_uid(using, session_uid, instance_name, timezone.now())
+        started = store_for(using).start_by_uid(session_uid, instance_name, timezone.now())
         instance: TaskInstance | None = None
         if started is None:
             found = TriggerSession.objects.using(using).filter(uid=session_uid).first()
@@ -298,8 +312,8 @@ class TriggerManager:
             return self._fire_locked(trigger_name, kwargs, source, event_id)
 
     def _may_fire_without_lock(self) -> bool:
-        """Whether the next fire may try without the session's lock (see ``queries``)."""
-        if not queries.can_fire_without_lock(self._db):
+        """Whether the next fire may try without the session's lock (see ``stores``)."""
+        if not self._store.fires_without_lock:
             return False
         noted = _contended.get((self._db, self.session.pk))
         return noted is None or time.monotonic() - noted >= CONTENTION_MEMORY
@@ -355,8 +369,8 @@ class TriggerManager:
         *,
         optimistic: bool = False,
         finishing: TaskInstance | None = None,
-        celery_result: queries.Upsert | None = None,
-        state: queries.FireState | None = None,
+        celery_result: Upsert | None = None,
+        state: FireState | None = None,
     ) -> list[TaskInstance] | None:
         """Apply a fire; return the instances it scheduled.
 
@@ -370,7 +384,7 @@ class TriggerManager:
         """
         optimistic = optimistic or finishing is not None
         if state is None:
-            state = queries.read_for_fire(self._db, self.session.pk, trigger_name)
+            state = self._store.read_for_fire(self.session.pk, trigger_name)
         if optimistic and state.manager_class != self.class_path():
             return None  # recording the manager class takes the lock
         self._record_manager_class(state.manager_class)
@@ -440,8 +454,8 @@ class TriggerManager:
         )
         finished = None
         if finishing is not None:
-            finished = queries.Finishing(finishing.pk, kwargs, now, celery_result)
-        if not queries.write_fire(self._db, created, touched, fired, state, finished):
+            finished = Finishing(finishing.pk, kwargs, now, celery_result)
+        if not self._store.write_fire(created, touched, fired, state, finished):
             return None
         # Outside a transaction (a fire without the lock, in autocommit mode)
         # the write has committed, and on_commit runs this at once.
@@ -487,6 +501,8 @@ class TriggerManager:
         Its ``instance_status_changed`` signal is sent on commit, or, with
         ``status_changes``, left there for the caller to send once written.
         """
+        name = instance_name_for(config.name, number)
+        statuses.check_transition(name, None, status)
         iso = now.isoformat()
         deadline = None
         if config.within is not None and status == UNSTARTED:
@@ -494,7 +510,7 @@ class TriggerManager:
         instance = TaskInstance(
             session=self.session,
             config=config,
-            name=instance_name_for(config.name, number),
+            name=name,
             task_name=config.name,
             number=number,
             status=status,
@@ -580,7 +596,7 @@ class TriggerManager:
                 if target.status == SCHEDULED:
                     target.dispatched_at = None
                     fields.append("dispatched_at")
-                target.save(update_fields=fields)
+                self._store.update_instance(target, fields)
             instance.dispatched_at = target.dispatched_at
         except Exception:
             logger.exception("Could not record the dispatch error of %s", instance.name)
@@ -611,8 +627,12 @@ class TriggerManager:
         now: datetime,
         status_changes: list[StatusChange] | None = None,
     ) -> None:
-        """Change the status (unsaved); signal it on commit, or leave it in ``status_changes``."""
+        """Change the status (unsaved); signal it on commit, or leave it in ``status_changes``.
+
+        The status machine (:mod:`django_triggers.statuses`) must allow the change.
+        """
         old = instance.status
+        statuses.check_transition(instance.name, old, status)
         instance.status = status
         instance.status_changed_at = now
         _stamp(instance, now)
@@ -623,6 +643,19 @@ class TriggerManager:
             self._on_status_change(instance, old, status)
         else:
             status_changes.append((instance, old, status))
+
+    def _move(
+        self, instance: TaskInstance, status: str, now: datetime, *, also: Sequence[str] = ()
+    ) -> None:
+        """Change the status of an instance read under its lock, and write it.
+
+        The one way a status is written outside a fire: the write is guarded
+        by the status the change starts from, and the fields ``also`` are
+        written with it.
+        """
+        old = instance.status
+        self._set_status(instance, status, now)
+        self._store.update_instance(instance, [*_STATUS_FIELDS, *also], expected_status=old)
 
     def _call_hook(self, hook: Callable[..., None], *args: Any) -> None:
         try:
@@ -658,8 +691,7 @@ class TriggerManager:
     ) -> TaskInstance:
         kwargs = dict(failed.kwargs)
         kwargs.update(self._check_replacement_kwargs(failed, replacement_kwargs))
-        self._set_status(failed, REPLAYED, now)
-        failed.save(update_fields=_STATUS_FIELDS)
+        self._move(failed, REPLAYED, now)
         config = failed.config
         clone = self._new_instance(
             config,
@@ -671,7 +703,7 @@ class TriggerManager:
             parent=failed,
             eta=now + timedelta(seconds=cooldown) if cooldown else None,
         )
-        clone.save(force_insert=True)
+        self._store.create_instance(clone)
         transaction.on_commit(partial(self._after_replay_commit, clone))
         return clone
 
@@ -716,12 +748,9 @@ class TriggerManager:
             failed = self._lock_instance(instance)
             _require_status(failed, FAILED, "skip")
             cascade_kwargs = self._encode_kwargs(failed.task_name, result)
-            self._set_status(failed, SKIPPED, timezone.now())
-            fields = list(_STATUS_FIELDS)
             if result is not None:
                 failed.result = cascade_kwargs
-                fields.append("result")
-            failed.save(update_fields=fields)
+            self._move(failed, SKIPPED, timezone.now(), also=("result",))
             if cascade:
                 self._fire_locked(failed.task_name, cascade_kwargs, FiredTrigger.SKIP)
             transaction.on_commit(partial(self._call_hook, self._post_skip, failed, cascade))
@@ -737,7 +766,12 @@ class TriggerManager:
         cascade: bool = False,
         cascade_kwargs: Mapping[str, Any] | None = None,
     ) -> TaskInstance:
-        """Set an instance's status, merge ``metadata``; with ``cascade``, fire its task name."""
+        """Move an instance to ``status``, merge ``metadata``; with ``cascade``, fire its task name.
+
+        Only along the status machine's transitions
+        (:data:`~django_triggers.statuses.TRANSITIONS`): anything else raises
+        :class:`~django_triggers.statuses.InvalidTransition` and changes nothing.
+        """
         if status not in TaskInstance.STATUSES:
             known = ", ".join(sorted(TaskInstance.STATUSES))
             raise ValueError(f"unknown status {status!r}; expected one of {known}")
@@ -746,8 +780,7 @@ class TriggerManager:
             target = self._lock_instance(instance)
             kwargs = self._encode_kwargs(target.task_name, cascade_kwargs) if cascade else {}
             target.metadata.update(extra)
-            self._set_status(target, status, timezone.now())
-            target.save(update_fields=_STATUS_FIELDS)
+            self._move(target, status, timezone.now())
             if cascade:
                 self._fire_locked(target.task_name, kwargs, FiredTrigger.CASCADE)
             return target
@@ -761,7 +794,7 @@ class TriggerManager:
             target = self._lock_instance(instance)
             target.metadata.update(extra)
             _stamp(target, timezone.now())
-            target.save(update_fields=["metadata", "modified"])
+            self._store.update_instance(target, ["metadata", "modified"])
             return target
 
     def mark_instance_logs_resolved(self, instance: InstanceRef) -> TaskInstance:
@@ -770,7 +803,7 @@ class TriggerManager:
             target = self._lock_instance(instance)
             target.logs_marked_resolved = True
             _stamp(target, timezone.now())
-            target.save(update_fields=["logs_marked_resolved", "metadata", "modified"])
+            self._store.update_instance(target, ["logs_marked_resolved", "metadata", "modified"])
             return target
 
     def _encode_metadata(self, metadata: Any) -> dict[str, Any]:
@@ -912,8 +945,7 @@ class TriggerManager:
                     instance.status,
                 )
                 return None
-            self._set_status(instance, RUNNING, timezone.now())
-            queries.update_instances(self._db, [instance])
+            self._move(instance, RUNNING, timezone.now())
             return instance
 
     def _lock_running(self, instance: InstanceRef, outcome: str) -> TaskInstance | None:
@@ -940,7 +972,7 @@ class TriggerManager:
         self,
         instance: TaskInstance,
         result: dict[str, Any],
-        celery_result: queries.Upsert | None = None,
+        celery_result: Upsert | None = None,
     ) -> bool:
         """Finish a running instance and fire its cascade; ``False`` if it was no longer running.
 
@@ -953,7 +985,7 @@ class TriggerManager:
             # after the read the start made, or a read of its own if the
             # session changed since.
             cascade = FiredTrigger.CASCADE
-            states: list[queries.FireState | None] = [None]
+            states: list[FireState | None] = [None]
             if prefetched is not None and prefetched[0] == instance.pk:
                 states.insert(0, prefetched[1])
             for state in states:
@@ -973,10 +1005,9 @@ class TriggerManager:
             if running is None:
                 return False
             running.result = result
-            self._set_status(running, FINISHED, timezone.now())
-            queries.update_instances(self._db, [running], [*_STATUS_FIELDS, "result"])
+            self._move(running, FINISHED, timezone.now(), also=("result",))
             if celery_result is not None:
-                queries.upsert(self._db, celery_result)
+                self._store.upsert(celery_result)
             self._fire_locked(running.task_name, result, FiredTrigger.CASCADE)
             return True
 
@@ -993,8 +1024,7 @@ class TriggerManager:
                 return None
             target.metadata.update(encoding.describe_exception(exc))
             target.metadata.update(extra)
-            self._set_status(target, FAILED, timezone.now())
-            target.save(update_fields=_STATUS_FIELDS)
+            self._move(target, FAILED, timezone.now())
             return target
 
     def _retry_instance(
@@ -1015,7 +1045,7 @@ class TriggerManager:
                 target.metadata.update(encoding.describe_exception(exc))
             target.metadata.update(extra)
             now = timezone.now()
-            self._set_status(target, FAILED, now)
+            self._move(target, FAILED, now)
             return self._replay(target, replacement_kwargs, now, cooldown=cooldown)
 
     # -- recovery sweeps ------------------------------------------------------------
@@ -1038,7 +1068,7 @@ class TriggerManager:
             now = timezone.now()
             instance.dispatched_at = now
             _stamp(instance, now)
-            instance.save(update_fields=["dispatched_at", "metadata", "modified"])
+            self._store.update_instance(instance, ["dispatched_at", "metadata", "modified"])
             transaction.on_commit(partial(self._dispatch, [instance]))
             return True
 
@@ -1055,8 +1085,7 @@ class TriggerManager:
                 "within": instance.config.within,
                 "missing_triggers": missing,
             }
-            self._set_status(instance, ABANDONED, now)
-            instance.save(update_fields=_STATUS_FIELDS)
+            self._move(instance, ABANDONED, now)
             self._fire_locked(
                 timeout_trigger(instance.task_name),
                 {"instance": instance.name, "missing_triggers": missing},
@@ -1075,8 +1104,7 @@ class TriggerManager:
                 f"{instance.status_changed_at.isoformat()}; its worker is presumed lost"
             )
             instance.metadata.update(encoding.describe_exception(exc))
-            self._set_status(instance, FAILED, timezone.now())
-            instance.save(update_fields=_STATUS_FIELDS)
+            self._move(instance, FAILED, timezone.now())
             return True
 
     def _skip_running_instance(
@@ -1088,8 +1116,7 @@ class TriggerManager:
             if target is None:
                 return
             target.metadata.update(extra)
-            self._set_status(target, SKIPPED, timezone.now())
-            target.save(update_fields=_STATUS_FIELDS)
+            self._move(target, SKIPPED, timezone.now())
 
     def _record_log_level(self, instance: TaskInstance, level: int) -> None:
         """Raise the instance's stored log level to ``level`` if that is higher."""
@@ -1111,7 +1138,7 @@ class TriggerManager:
         one workers rebuild to run what it schedules.
         """
         with transaction.atomic(using=self._db):
-            if not queries.lock_session(self._db, self.session.pk, bump=bump):
+            if not self._store.lock_session(self.session.pk, bump=bump):
                 raise SessionNotFound(f"trigger session {self.session_uid!r} has been deleted")
             if record_manager:
                 self._record_manager_class(None)
@@ -1133,16 +1160,14 @@ class TriggerManager:
         caller then takes the instance's lock and checks why.
         """
         name = self._instance_name(instance)
-        moved = queries.transition_instance(
-            self._db, self.session.pk, name, old, new, timezone.now()
-        )
+        moved = self._store.transition(self.session.pk, name, old, new, timezone.now())
         if moved is not None:
             self._on_status_change(moved, old, new)
         return moved
 
     def _lock_instance(self, instance: InstanceRef) -> TaskInstance:
         name = self._instance_name(instance)
-        locked = queries.lock_instance(self._db, self.session.pk, name)
+        locked = self._store.lock_instance(self.session.pk, name)
         if locked is None:
             raise InstanceNotFound(
                 f"no task instance named {name!r} in session {self.session_uid!r}"
@@ -1205,7 +1230,7 @@ _CONFIG_ATTRIBUTES = [
 ]
 
 #: What a change of status writes.
-_STATUS_FIELDS = list(queries.INSTANCE_UPDATE_FIELDS)
+_STATUS_FIELDS = list(INSTANCE_UPDATE_FIELDS)
 
 _PAST = {"replay": "replayed", "skip": "skipped"}
 

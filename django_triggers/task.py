@@ -41,7 +41,7 @@ from django_triggers.exceptions import (
 if TYPE_CHECKING:
     from django_triggers.manager import TriggerManager
     from django_triggers.models import TaskInstance
-    from django_triggers.queries import Upsert
+    from django_triggers.stores import Upsert
 
 logger = logging.getLogger(__name__)
 
@@ -356,7 +356,7 @@ class TriggerTask(Task):
             return None
         from django_celery_results.backends.database import DatabaseBackend
 
-        from django_triggers.queries import Upsert
+        from django_triggers.stores import Upsert
 
         backend, request = self.backend, self.request
         if (

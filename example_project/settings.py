@@ -17,12 +17,16 @@ environment::
 Environment variables:
 
 ``TRIGGERS_DB``
-    ``sqlite`` (default; a file next to this one, no services needed) or
-    ``postgres``.
+    ``sqlite`` (default; a file next to this one, no services needed),
+    ``postgres`` or ``mariadb`` (MariaDB or MySQL).
 ``TRIGGERS_PG_NAME``, ``TRIGGERS_PG_HOST``, ``TRIGGERS_PG_PORT``,
 ``TRIGGERS_PG_USER``, ``TRIGGERS_PG_PASSWORD``
     PostgreSQL connection (defaults: ``django_triggers``, ``127.0.0.1``,
     ``5432``, ``postgres``, empty).
+``TRIGGERS_MYSQL_NAME``, ``TRIGGERS_MYSQL_HOST``, ``TRIGGERS_MYSQL_PORT``,
+``TRIGGERS_MYSQL_USER``, ``TRIGGERS_MYSQL_PASSWORD``
+    MariaDB or MySQL connection (defaults: ``django_triggers``,
+    ``127.0.0.1``, ``3306``, ``root``, empty).
 ``TRIGGERS_SQLITE_PATH``
     Where the SQLite database lives (default: ``example_project/db.sqlite3``).
 ``CELERY_BROKER_URL``
@@ -86,7 +90,25 @@ TEMPLATES = [
 ]
 
 DATABASES: dict[str, dict[str, Any]]
-if os.environ.get("TRIGGERS_DB", "sqlite") == "postgres":
+DATABASE_KIND = os.environ.get("TRIGGERS_DB", "sqlite")
+if DATABASE_KIND == "mariadb":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": os.environ.get("TRIGGERS_MYSQL_NAME", "django_triggers"),
+            "HOST": os.environ.get("TRIGGERS_MYSQL_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("TRIGGERS_MYSQL_PORT", "3306"),
+            "USER": os.environ.get("TRIGGERS_MYSQL_USER", "root"),
+            "PASSWORD": os.environ.get("TRIGGERS_MYSQL_PASSWORD", ""),
+            # READ COMMITTED, as on PostgreSQL: a statement that waited for a
+            # row lock reads what the lock's holder committed.
+            "OPTIONS": {"charset": "utf8mb4", "isolation_level": "read committed"},
+            "CONN_MAX_AGE": 60,
+            "CONN_HEALTH_CHECKS": True,
+            "TEST": {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_bin"},
+        }
+    }
+elif DATABASE_KIND == "postgres":
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.postgresql",

@@ -10,7 +10,7 @@ into a test module to use them (a fixture and the one it uses)::
 
     def test_something(redis_worker): ...
 
-Tests using them need PostgreSQL (``TRIGGERS_DB=postgres``): the worker and
+Tests using them need a database server (``TRIGGERS_DB=postgres`` or ``mariadb``): the worker and
 the test process share the test database, so tests commit what they write
 (``transactional_db``). The benchmark (``bench/celery_chain.py``) runs its
 chains on a :class:`CeleryWorker` too.
@@ -32,12 +32,12 @@ from typing import Any, TypeVar
 
 import pytest
 from celery import Celery
-from django.db import connection
 
 from django_triggers.manager import TriggerManager
 from django_triggers.models import TaskInstance
 from example_project.celery import app as celery_app
 from tests.celery_worker_queue import QUEUE_ENV
+from tests.helpers import database_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,21 +70,6 @@ def wait_until(
             details = f"\n{describe()}" if describe is not None else ""
             raise TimeoutError(f"condition not met within {timeout:g}s{details}")
         time.sleep(interval)
-
-
-def database_env() -> dict[str, str]:
-    """Environment pointing ``example_project.settings`` at this process's database."""
-    settings_dict = connection.settings_dict
-    if connection.vendor == "postgresql":
-        return {
-            "TRIGGERS_DB": "postgres",
-            "TRIGGERS_PG_NAME": str(settings_dict["NAME"]),
-            "TRIGGERS_PG_HOST": str(settings_dict["HOST"] or "127.0.0.1"),
-            "TRIGGERS_PG_PORT": str(settings_dict["PORT"] or "5432"),
-            "TRIGGERS_PG_USER": str(settings_dict["USER"] or "postgres"),
-            "TRIGGERS_PG_PASSWORD": str(settings_dict["PASSWORD"] or ""),
-        }
-    return {"TRIGGERS_DB": "sqlite", "TRIGGERS_SQLITE_PATH": str(settings_dict["NAME"])}
 
 
 def _drop_broker_connections() -> None:

@@ -15,14 +15,13 @@ process handed to a runner.
 
 import json
 import os
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
 import django
 
-from tests.helpers import RecordingRunner
+from tests.helpers import RecordingRunner, run_processes_together, wait_for_the_start
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,40 +63,10 @@ def fire_from_processes(session_uid: str, workers: int, fires: int) -> list[str]
 
     The processes use this process's database.
     """
-    from django.db import connection
-
-    env = dict(os.environ)
-    if connection.vendor == "postgresql":
-        env["TRIGGERS_PG_NAME"] = connection.settings_dict["NAME"]
-    else:
-        env["TRIGGERS_SQLITE_PATH"] = str(connection.settings_dict["NAME"])
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "tests.concurrent_firing", session_uid, str(w), str(fires)],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for w in range(workers)
-    ]
-    try:
-        for process in processes:
-            line = process.stdout.readline().strip()
-            if line != "ready":
-                raise RuntimeError(f"a firing process said {line!r} instead of 'ready'")
-        for process in processes:
-            process.stdin.write("go\n")
-            process.stdin.flush()
-        outputs = [process.communicate(timeout=300)[0] for process in processes]
-    finally:
-        for process in processes:
-            process.kill()
-    statuses = [process.returncode for process in processes]
-    if statuses != [0] * workers:
-        raise RuntimeError(f"firing processes exited with statuses {statuses}")
-    return [name for output in outputs for name in json.loads(output.splitlines()[-1])]
+    outputs = run_processes_together(
+        [["tests.concurrent_firing", session_uid, str(w), str(fires)] for w in range(workers)]
+    )
+    return [name for output in outputs for name in output]
 
 
 def outcome(session_uid: str, dispatched: list[str]) -> dict[str, object]:
@@ -156,8 +125,7 @@ def main() -> None:
     django.setup()
     import tests.tasks  # noqa: F401
 
-    print("ready", flush=True)
-    sys.stdin.readline()
+    wait_for_the_start()
     fire_all(session_uid, worker, fires)
     print(json.dumps(RecordingRunner.dispatched), flush=True)
 

@@ -7,9 +7,17 @@ pytest_plugins = ["django_triggers.testing"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if connection.vendor == "postgresql":
-        return
-    skip = pytest.mark.skip(reason="needs PostgreSQL: run with TRIGGERS_DB=postgres")
+    skips = {
+        "postgres": None
+        if connection.vendor == "postgresql"
+        else pytest.mark.skip(reason="needs PostgreSQL: run with TRIGGERS_DB=postgres"),
+        "server_database": None
+        if connection.vendor != "sqlite"
+        else pytest.mark.skip(
+            reason="needs a database server: run with TRIGGERS_DB=postgres or mariadb"
+        ),
+    }
     for item in items:
-        if "postgres" in item.keywords:
-            item.add_marker(skip)
+        for marker, skip in skips.items():
+            if skip is not None and marker in item.keywords:
+                item.add_marker(skip)

@@ -215,15 +215,16 @@ class CountRuns(TriggerTask):
 
 
 class ReportDatabaseBackend(TriggerTask):
-    """Return the process id of the PostgreSQL backend its worker is connected to."""
+    """Return the id of the database connection its worker uses (a server's own id)."""
 
     name = "tests.ReportDatabaseBackend"
 
     def _run(self, context: TaskContext) -> dict[str, Any]:
         from django.db import connection
 
+        query = {"postgresql": "SELECT pg_backend_pid()", "mysql": "SELECT CONNECTION_ID()"}
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
+            cursor.execute(query[connection.vendor])
             (pid,) = cursor.fetchone()
         return {"backend_pid": pid}
 

@@ -20,6 +20,7 @@ from django_triggers.exceptions import with_context
 from django_triggers.manager import TriggerManager
 from django_triggers.models import FiredTrigger, TaskInstance, TriggerSession
 from django_triggers.runners import BaseTaskRunner
+from tests.helpers import set_status
 
 ECHO = "tests.Echo"
 CHANGELIST = "admin:django_triggers_taskinstance_changelist"
@@ -54,7 +55,10 @@ def fail(manager, name, message="the data is <wrong>"):
         raise with_context(ValueError(message), {"row": 7, "field": "birthday"})
     except ValueError as exc:
         metadata = describe_exception(exc)
-    return manager.update_instance_status(name, "failed", metadata=metadata)
+    before = manager.get_instance(name).metadata
+    timestamps = {**before.get("timestamps", {}), "failed": timezone.now().isoformat()}
+    set_status(manager, name, "failed", metadata={**before, **metadata, "timestamps": timestamps})
+    return manager.get_instance(name)
 
 
 def set_log_level(instance, level=logging.ERROR):

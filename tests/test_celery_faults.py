@@ -30,7 +30,7 @@ from tests.celery_worker import (  # noqa: F401  (fixtures)
 )
 from tests.tasks import block_key
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.server_database, pytest.mark.django_db(transaction=True)]
 
 UNREACHABLE_BROKER = "redis://127.0.0.1:1/0"
 BLOCKING_THEN_ECHO = {

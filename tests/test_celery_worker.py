@@ -31,7 +31,7 @@ from tests.celery_worker import (  # noqa: F401  (fixtures)
 from tests.concurrent_firing import configure, expected_outcome, fire_from_processes, outcome
 from tests.tasks import run_counter_key
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.server_database, pytest.mark.django_db(transaction=True)]
 
 THREE_TASK_CASCADE = {
     "t_a": {"after": ["start"], "run": "tests.Echo"},

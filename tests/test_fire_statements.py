@@ -5,13 +5,13 @@ from django.db import OperationalError, connection
 from django.db.models.signals import post_init
 from django.test.utils import CaptureQueriesContext
 
-from django_triggers import queries
 from django_triggers.manager import TriggerManager
 from django_triggers.models import FiredTrigger, TaskInstance
+from django_triggers.stores import postgres, store_for
 from tests.helpers import RecordingRunner
 
 ECHO = "tests.Echo"
-FIRED_TABLE = f'INSERT INTO "{FiredTrigger._meta.db_table}"'
+FIRED_TABLE = f"INSERT INTO {connection.ops.quote_name(FiredTrigger._meta.db_table)}"
 
 
 @pytest.fixture(autouse=True)
@@ -42,6 +42,32 @@ def statements_of(manager: TriggerManager, trigger: str) -> list[str]:
 
 
 def test_a_fire_runs_as_many_statements_in_a_large_session_as_in_a_small_one(transactional_db):
+    small, large = TriggerManager("session-size-small"), TriggerManager("session-size-large")
+    for manager, others in ((small, 1), (large, 200)):
+        manager.update_configuration(
+            {
+                "target": {
+                    "after": ["first", "second"],
+                    "run": ECHO,
+                    "using": RecordingRunner.name,
+                },
+                **{f"other_{i}": {"after": [f"unrelated_{i}"], "run": ECHO} for i in range(others)},
+            }
+        )
+        manager.fire("unrelated_0")
+
+    counts = {
+        trigger: (len(statements_of(small, trigger)), len(statements_of(large, trigger)))
+        for trigger in ("first", "second")
+    }
+
+    assert counts["first"][0] == counts["first"][1]
+    assert counts["second"][0] == counts["second"][1]
+    assert RecordingRunner.dispatched == ["target#0", "target#0"]
+
+
+@pytest.mark.postgres
+def test_a_fire_runs_as_many_statements_for_200_listening_tasks_as_for_one(transactional_db):
     small, large = TriggerManager("statements-small"), TriggerManager("statements-large")
     configure(small, others=1)
     configure(large, others=200)
@@ -90,14 +116,15 @@ def test_an_instance_is_recorded_as_dispatched_before_its_runner_gets_it(transac
     assert seen == [(TaskInstance.SCHEDULED, True)]
 
 
+@pytest.mark.postgres
 def test_the_instances_a_fire_reads_are_those_the_orm_would_build(transactional_db):
     manager = TriggerManager("fire-statements-rows")
     configure(manager, others=0)
     manager.fire("first", {"x": 1})
-    state = queries.read_for_fire("default", manager.session.pk, "second")
+    state = postgres.read_for_fire("default", manager.session.pk, "second")
 
     [read] = state.open_instances[state.configs[0].pk]
-    fields = [*queries.INSTANCE_FIELDS, "session_id", "config_id"]
+    fields = [*postgres.INSTANCE_FIELDS, "session_id", "config_id"]
     loaded = TaskInstance.objects.only(*fields).get(pk=read.pk)
 
     assert read.get_deferred_fields() == loaded.get_deferred_fields()
@@ -115,7 +142,7 @@ def test_a_fire_that_can_only_complete_instances_reads_no_numbers_or_latest_kwar
     configure(manager, others=0)
     manager.fire("first", {"x": 1})
 
-    completing = queries.read_for_fire("default", manager.session.pk, "second")
+    completing = store_for("default").read_for_fire(manager.session.pk, "second")
     [config] = completing.configs
 
     assert (completing.next_numbers, completing.latest_kwargs) == ({config.pk: None}, {})
@@ -131,7 +158,7 @@ def test_a_fire_that_may_create_an_instance_reads_its_number_and_latest_kwargs(
     manager.fire("first", {"x": 1})
     manager.fire("second")
 
-    creating = queries.read_for_fire("default", manager.session.pk, "second")
+    creating = store_for("default").read_for_fire(manager.session.pk, "second")
     [config] = creating.configs
 
     assert creating.next_number(config) == 1
@@ -162,6 +189,7 @@ def prepared(value):
     return (type(value), wrapped) if wrapped is not None else (type(value), value)
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize("model", [TaskInstance, FiredTrigger])
 def test_the_values_a_fire_writes_are_prepared_as_the_orm_prepares_them(transactional_db, model):
     manager = TriggerManager("fire-statements-values")
@@ -171,15 +199,16 @@ def test_the_values_a_fire_writes_are_prepared_as_the_orm_prepares_them(transact
     for obj in model.objects.filter(session=manager.session):
         fields = [f for f in model._meta.concrete_fields if not f.primary_key]
 
-        ours = queries._db_values(connection, obj, tuple(f.attname for f in fields), add=False)
+        ours = postgres._db_values(connection, obj, tuple(f.attname for f in fields), add=False)
 
         orm = [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields]
         assert [prepared(v) for v in ours] == [prepared(v) for v in orm]
 
 
+@pytest.mark.postgres
 def test_values_without_a_short_way_take_the_fields_own_preparation(transactional_db):
     def db_value(name, value):
-        return queries._db_value(connection, TaskInstance, name, value)
+        return postgres._db_value(connection, TaskInstance, name, value)
 
     assert db_value("number", "7") == 7
     assert db_value("number", True) == 1

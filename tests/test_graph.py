@@ -10,6 +10,7 @@ import pytest
 from django_triggers.graph import Edge, Graph, Node, session_graph, to_dot, to_mermaid, to_svg
 from django_triggers.manager import TriggerManager
 from django_triggers.runners import BaseTaskRunner
+from tests.helpers import set_status
 
 ECHO = "tests.Echo"
 SVG = "{http://www.w3.org/2000/svg}"
@@ -128,7 +129,7 @@ def test_a_fired_trigger_no_task_listens_to_is_a_fired_node_without_edges(manage
 def test_a_task_status_is_the_status_of_its_latest_instance(manager):
     manager.update_configuration({"t_a": task(["a"]), "t_b": task(["b", "c"]), "t_c": task(["z"])})
     manager.fire("a")
-    manager.update_instance_status("t_a#0", "failed")
+    set_status(manager, "t_a#0", "failed")
     manager.replay_failed_instance("t_a#0")  # t_a#0 replayed, t_a#1 scheduled
     manager.fire("b")
 

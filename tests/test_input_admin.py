@@ -70,7 +70,7 @@ def assert_form_error(response, text):
         ),
         pytest.param(
             '{"a": ' + "[" * 150 + "]" * 150 + "}",
-            "nested deeper than 100 levels",
+            "nested deeper than 30 levels",
             id="too-deep-to-store",
         ),
     ],

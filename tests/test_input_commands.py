@@ -182,7 +182,7 @@ def test_fire_refuses_kwargs_nested_deeper_than_can_be_stored(session):
         "a",
         "--kwargs",
         '{"a": ' + "[" * 150 + "]" * 150 + "}",
-        match="nested deeper than 100 levels",
+        match="nested deeper than 30 levels",
     )
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from django_triggers.manager import TriggerManager
 from django_triggers.models import FiredTrigger, TaskInstance
+from tests.helpers import set_status
 
 STATUSES = [
     "unstarted",
@@ -113,7 +114,7 @@ def test_an_unstarted_instance_can_run_once_every_after_trigger_fired_into_it(un
 
 @pytest.mark.parametrize("status", STATUSES)
 def test_instance_properties_follow_the_status(trigger_manager, unstarted, status):
-    trigger_manager.update_instance_status(unstarted, status)
+    set_status(trigger_manager, "t_wait#0", status)
     instance = trigger_manager.get_instance("t_wait#0")
     assert instance.status == status
     assert (
@@ -132,7 +133,7 @@ def test_logs_below_error_are_resolved_in_every_status(trigger_manager, triggers
     )
     trigger_manager.fire("start", {"levels": ["WARNING"]})
     triggers.assertInstanceFinished("t_log#0")
-    trigger_manager.update_instance_status("t_log#0", status)
+    set_status(trigger_manager, "t_log#0", status)
     assert trigger_manager.get_instance("t_log#0").logs_resolved is True
 
 
@@ -152,7 +153,7 @@ def test_logs_below_error_are_resolved_in_every_status(trigger_manager, triggers
 def test_error_logs_are_resolved_only_when_the_status_makes_them_irrelevant(
     trigger_manager, error_logged, status, resolved
 ):
-    trigger_manager.update_instance_status(error_logged, status)
+    set_status(trigger_manager, "t_log#0", status)
     assert trigger_manager.get_instance("t_log#0").logs_resolved is resolved
 
 

@@ -1,7 +1,7 @@
 """What no database can store, or stores differently, is refused before any write.
 
 Names fit their columns by construction, text holds no NUL character or lone
-surrogate, JSON values are nested at most 100 levels and have no two keys
+surrogate, JSON values are nested at most 30 levels and have no two keys
 JSON would write alike. Each refusal names the culprit, and leaves every row
 as it was, on every database.
 """
@@ -203,7 +203,7 @@ def test_a_nul_in_a_skips_result_is_refused(manager, triggers):
 def test_kwargs_nested_5000_deep_are_refused_naming_the_limit(manager):
     before = all_rows()
 
-    with pytest.raises(ValueError, match="nested deeper than 100 levels"):
+    with pytest.raises(ValueError, match="nested deeper than 30 levels"):
         manager.fire("start", {"tree": nested(5000)})
 
     assert all_rows() == before
@@ -212,7 +212,7 @@ def test_kwargs_nested_5000_deep_are_refused_naming_the_limit(manager):
 def test_extras_nested_5000_deep_are_refused_naming_the_directive(manager):
     before = all_rows()
 
-    with pytest.raises(ConfigurationError, match="nested deeper than 100 levels") as info:
+    with pytest.raises(ConfigurationError, match="nested deeper than 30 levels") as info:
         manager.update_configuration(
             {"t_c": {"after": ["start"], "run": ECHO, "custom": nested(5000)}}
         )
@@ -230,8 +230,8 @@ def test_keys_json_would_write_alike_are_refused_naming_both(manager):
     assert all_rows() == before
 
 
-def test_kwargs_nested_100_deep_are_stored_whole(manager, triggers):
-    tree = nested(99)
+def test_kwargs_nested_30_deep_are_stored_whole(manager, triggers):
+    tree = nested(29)
     manager.fire("start", {"tree": tree})
 
     assert manager.get_instance("t_a#0").kwargs == {"start": {"tree": tree}}

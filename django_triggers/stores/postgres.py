@@ -1,28 +1,26 @@
-"""The statements of a fire, written by hand because a fire is the hot path.
+"""The PostgreSQL store: a fire's statements, written by hand because a fire is the hot path.
 
 Every web request that fires a trigger pays for these, so they are few and
 cheap: one read of just the tasks listening to the trigger (with their open
-instances and next instance numbers), then one write. On PostgreSQL the read
-takes no lock and the write is a single statement that writes only if no
-change to what was read committed in between (see ``write_fire``); elsewhere
-the fire holds the session's lock. Values are prepared as each field's own
-``get_db_prep_save`` prepares them (see ``_preparer``), and rows are read
-back with the ORM's converters, so what is stored and read is exactly what
-the ORM would store and read, on any database Django supports.
+instances and next instance numbers), without a lock, then one write, a
+single statement of data-modifying CTEs that writes only if no change to
+what was read committed in between (see ``write_fire``). A worker starts an
+instance in one statement and finishes it with its cascade in another.
+Values are prepared as each field's own ``get_db_prep_save`` prepares them
+(see ``_preparer``), and rows are read back with the ORM's converters, so
+what is stored and read is exactly what the ORM would store and read.
 """
 
 from __future__ import annotations
 
 import json
 import operator
-from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache, partial
 from itertools import compress
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 from weakref import WeakKeyDictionary
 
 from django.db import connections, models
@@ -40,6 +38,14 @@ from django_triggers.models import (
     TaskListener,
     TriggerSession,
 )
+from django_triggers.stores.base import (
+    INSTANCE_UPDATE_FIELDS,
+    Finishing,
+    FireState,
+    Started,
+    Upsert,
+)
+from django_triggers.stores.orm import OrmStore
 
 if TYPE_CHECKING:
     from django.db.models import Field, ForeignObjectRel
@@ -73,47 +79,6 @@ INSTANCE_FIELDS = (
 #: it and its highest instance number, an instance, and a trigger with its
 #: latest kwargs (see ``_build_read_sql``).
 READ_WIDTH = 2 + len(CONFIG_FIELDS) + 2 + len(INSTANCE_FIELDS) + 2
-#: What applying a fire changes on an existing instance.
-INSTANCE_UPDATE_FIELDS = (
-    "kwargs",
-    "unless_fired",
-    "status",
-    "status_changed_at",
-    "celery_task_id",
-    "dispatched_at",
-    "metadata",
-    "modified",
-)
-
-
-@dataclass
-class FireState:
-    """What a fire reads: under the session's lock, or guarded by its version."""
-
-    manager_class: str
-    #: ``TriggerSession.version`` as read; the fire's write requires it unchanged.
-    version: int = 0
-    configs: list[TaskConfig] = field(default_factory=list)
-    #: Unstarted instances of each config, by number.
-    open_instances: dict[int, list[TaskInstance]] = field(default_factory=lambda: defaultdict(list))
-    #: The number the next instance of each config takes; ``None`` (not
-    #: read) where the fire cannot create one: the config has an open
-    #: instance, and its ``andEvery`` is not the fired trigger.
-    next_numbers: dict[int, int | None] = field(default_factory=dict)
-    #: Latest kwargs of the triggers named by the configs the fire may create
-    #: an instance of, among those fired, but the firing one: what a new
-    #: instance starts with.
-    latest_kwargs: dict[str, Any] = field(default_factory=dict)
-
-    def next_number(self, config: TaskConfig) -> int:
-        """The number of the instance of ``config`` that the fire creates."""
-        number = self.next_numbers[config.id]
-        if number is None:
-            raise RuntimeError(
-                f"the read of the fire left out task {config.name!r}, which has open "
-                f"instances and no andEvery on this trigger, so no new instance"
-            )
-        return number
 
 
 def lock_session(using: str, session_id: int, *, bump: bool = True) -> bool:
@@ -134,16 +99,6 @@ def lock_session(using: str, session_id: int, *, bump: bool = True) -> bool:
             return bool(cursor.rowcount == 1)
         cursor.execute(_cached("lock", connection, _build_lock_sql), [session_id])
         return cursor.fetchone() is not None
-
-
-def can_fire_without_lock(using: str) -> bool:
-    """Whether a fire may read without the session's lock and write only if nothing moved.
-
-    It needs the fire's whole write, with its version check, in one
-    statement: PostgreSQL's data-modifying CTEs. Elsewhere a fire always
-    takes the lock.
-    """
-    return connections[using].vendor == "postgresql"
 
 
 def read_for_fire(using: str, session_id: int, trigger_name: str) -> FireState:
@@ -238,27 +193,12 @@ def transition_instance(
     instance and checks.
     """
     connection = connections[using]
-    if connection.vendor != "postgresql":
-        return None
     sql = _cached("transition", connection, _build_transition_sql)
     params = [*_status_params(connection, new, when, {}), session_id, name, old]
     with _cursor(connection) as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     return None if row is None else _instance_with_config(connection, row)
-
-
-@dataclass
-class Started:
-    """What the one statement of a worker's start returns."""
-
-    session: TriggerSession
-    #: The instance, now ``running``, with its config.
-    instance: TaskInstance
-    #: What the instance's cascade reads (the tasks listening to its task's
-    #: name...), as it was when the instance started. The cascade's write
-    #: checks that it is still so, as any fire's does.
-    cascade_state: FireState
 
 
 def start_by_uid(using: str, session_uid: str, name: str, when: datetime) -> Started | None:
@@ -270,8 +210,6 @@ def start_by_uid(using: str, session_uid: str, name: str, when: datetime) -> Sta
     not scheduled (or absent), and on other databases.
     """
     connection = connections[using]
-    if connection.vendor != "postgresql":
-        return None
     sql = _cached("start_by_uid", connection, _build_start_sql)
     params = [
         *_status_params(connection, TaskInstance.RUNNING, when, {}),
@@ -300,20 +238,6 @@ def _started_width() -> int:
     return sum(len(_attnames(model)) for model in (TaskInstance, TaskConfig, TriggerSession))
 
 
-@dataclass
-class Upsert:
-    """A row written with a fire; it replaces the row with the same ``key``, but for ``kept``."""
-
-    row: Model
-    key: str
-    kept: tuple[str, ...] = ()
-
-    def updated_names(self) -> tuple[str, ...]:
-        """The attnames of the fields that replace those of an existing row."""
-        skipped = {self.key, *self.kept}
-        return tuple(name for name in _inserted_names(type(self.row)) if name not in skipped)
-
-
 def upsert(using: str, change: Upsert) -> None:
     """Write the row of ``change``, in a statement of its own."""
     model = type(change.row)
@@ -323,17 +247,6 @@ def upsert(using: str, change: Upsert) -> None:
         unique_fields=[change.key],
         update_fields=list(change.updated_names()),
     )
-
-
-@dataclass
-class Finishing:
-    """A running instance whose cascade the fire is: finished by the fire's own write."""
-
-    pk: int
-    result: Any
-    when: datetime
-    #: The row of its Celery task's result, written only if it is finished.
-    celery_result: Upsert | None = None
 
 
 def write_fire(
@@ -346,26 +259,16 @@ def write_fire(
 ) -> bool:
     """Store what a fire changed: new instances, updated ones, the fire itself.
 
-    On PostgreSQL, only if nothing the fire read has changed since: the
-    session's version and the versions of its listening tasks, which the
-    write moves on. Returns ``False``, having written nothing of the fire,
-    if something did (or if an earlier fire with the same event id came
-    first). With ``finishing`` (PostgreSQL only), the write also moves that
-    instance from ``running`` to ``finished``, and writes nothing if it is no
-    longer running. Elsewhere the fire holds the session's lock, and always
-    writes.
+    Only if nothing the fire read has changed since: the session's version
+    and the versions of its listening tasks, which the write moves on.
+    Returns ``False``, having written nothing of the fire, if something did
+    (or if an earlier fire with the same event id came first). With
+    ``finishing``, the write also moves that instance from ``running`` to
+    ``finished``, and writes nothing if it is no longer running.
     """
-    connection = connections[using]
-    if connection.vendor == "postgresql":
-        return _write_fire_in_one_statement(connection, created, touched, fired, state, finishing)
-    if finishing is not None:
-        raise ValueError("only a fire written in one statement can finish an instance")
-    if created:
-        insert(using, created)
-    if touched:
-        update_instances(using, touched)
-    insert(using, [fired])
-    return True
+    return _write_fire_in_one_statement(
+        connections[using], created, touched, fired, state, finishing
+    )
 
 
 def _write_fire_in_one_statement(
@@ -444,40 +347,6 @@ def _write_fire_in_one_statement(
     return True
 
 
-def update_instances(
-    using: str, instances: Sequence[TaskInstance], names: Sequence[str] = INSTANCE_UPDATE_FIELDS
-) -> None:
-    """Write the given fields of existing instances."""
-    connection = connections[using]
-    names = tuple(names)
-    params = [
-        [*_db_values(connection, instance, names, add=False), instance.pk] for instance in instances
-    ]
-    with _cursor(connection) as cursor:
-        sql = _cached(
-            f"update:{','.join(names)}", connection, partial(_build_update_sql, names=names)
-        )
-        if len(params) == 1:
-            cursor.execute(sql, params[0])
-        else:
-            cursor.executemany(sql, params)
-
-
-def insert(using: str, objects: Iterable[Model]) -> None:
-    """Insert new rows of one model in one statement, setting their primary keys."""
-    objects = list(objects)
-    connection = connections[using]
-    sql, params = _insert_sql(connection, objects)
-    meta = type(objects[0])._meta
-    with _cursor(connection) as cursor:
-        cursor.execute(f"{sql} RETURNING {connection.ops.quote_name(_column(meta.pk))}", params)
-        for obj, (pk,) in zip(objects, cursor.fetchall(), strict=True):
-            obj.pk = pk
-    for obj in objects:
-        obj._state.adding = False
-        obj._state.db = using
-
-
 #: Stock field types whose ``get_db_prep_save`` returns a value of this
 #: Python type (or ``None``) unchanged.
 _UNCHANGED_TYPES: dict[type[Field[Any, Any]], type] = {
@@ -552,14 +421,14 @@ def _preparer(connection: BaseDatabaseWrapper, field: Field[Any, Any]) -> Callab
 
 #: ``(attname, the field's pre_save if it has its own, preparer)`` of each field.
 _SavePlan = list[tuple[str, Callable[..., Any] | None, Callable[[Any], Any]]]
-_save_plans: dict[tuple[str, type[Model], tuple[str, ...]], _SavePlan] = {}
+_save_plans: dict[tuple[type[Model], tuple[str, ...]], _SavePlan] = {}
 
 
 def _save_plan(
     connection: BaseDatabaseWrapper, model: type[Model], names: tuple[str, ...]
 ) -> _SavePlan:
     """How to prepare the values of the model's fields ``names`` (attnames) for writing."""
-    key = (connection.vendor, model, names)
+    key = (model, names)
     if key not in _save_plans:
         plan: _SavePlan = []
         for name in names:
@@ -738,14 +607,14 @@ def _from_db(
 
 #: ``(position, column, converters)`` of each converted column.
 _Conversions = list[tuple[int, Any, list[Any]]]
-_conversion_cache: dict[tuple[str, type[Model], tuple[str, ...]], _Conversions] = {}
+_conversion_cache: dict[tuple[type[Model], tuple[str, ...]], _Conversions] = {}
 
 
 def _conversions(
     connection: BaseDatabaseWrapper, model: type[Model], names: tuple[str, ...]
 ) -> _Conversions:
     """``(position, column, converters)`` of the columns among ``names`` that have converters."""
-    key = (connection.vendor, model, names)
+    key = (model, names)
     if key not in _conversion_cache:
         found = [
             (position, *_converters(connection, model, name)) for position, name in enumerate(names)
@@ -782,10 +651,6 @@ def _cursor(connection: BaseDatabaseWrapper) -> Iterator[Any]:
     a new cursor each time: a SQLite statement not stepped to its end would
     keep its read transaction open.
     """
-    if connection.vendor != "postgresql":
-        with connection.cursor() as cursor:
-            yield cursor
-        return
     connection.close_if_health_check_failed()
     connection.ensure_connection()
     connection.validate_thread_sharing()
@@ -800,15 +665,14 @@ def _cursor(connection: BaseDatabaseWrapper) -> Iterator[Any]:
         yield connection.make_cursor(kept)
 
 
-_sql_cache: dict[tuple[Hashable, str], str] = {}
+_sql_cache: dict[Hashable, str] = {}
 
 
 def _cached(name: Hashable, connection: BaseDatabaseWrapper, build: Any) -> str:
-    """The SQL ``build`` makes for the connection's database, built once per ``name``."""
-    key = (name, connection.vendor)
-    if key not in _sql_cache:
-        _sql_cache[key] = build(connection)
-    return _sql_cache[key]
+    """The SQL ``build`` makes, built once per ``name``."""
+    if name not in _sql_cache:
+        _sql_cache[name] = build(connection)
+    return _sql_cache[name]
 
 
 def _build_lock_instance_sql(connection: BaseDatabaseWrapper) -> str:
@@ -1105,7 +969,12 @@ def _build_start_sql(connection: BaseDatabaseWrapper) -> str:
 
 
 def _build_guarded_update_sql(connection: BaseDatabaseWrapper) -> str:
-    return f"{_build_update_sql(connection)} AND EXISTS (SELECT 1 FROM fired)"
+    """An update of an instance the fire read unstarted: only if it still is, and the fire is."""
+    status = connection.ops.quote_name(_column(TaskInstance._meta.get_field("status")))
+    return (
+        f"{_build_update_sql(connection)} AND {status} = '{TaskInstance.UNSTARTED}' "
+        f"AND EXISTS (SELECT 1 FROM fired)"
+    )
 
 
 def _build_update_sql(
@@ -1115,3 +984,43 @@ def _build_update_sql(
     meta = TaskInstance._meta
     assignments = ", ".join(f"{quote(_column(meta.get_field(name)))} = %s" for name in names)
     return f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(_column(meta.pk))} = %s"
+
+
+class PostgresStore(OrmStore):
+    """The database verbs of the rules: those of a fire and a worker in this module's statements.
+
+    Changes made under the session's lock (replays, skips, recovery, the
+    admin) are the ORM store's.
+    """
+
+    fires_without_lock: ClassVar[bool] = True
+
+    def lock_session(self, session_id: int, *, bump: bool = True) -> bool:
+        return lock_session(self.using, session_id, bump=bump)
+
+    def read_for_fire(self, session_id: int, trigger_name: str) -> FireState:
+        return read_for_fire(self.using, session_id, trigger_name)
+
+    def write_fire(
+        self,
+        created: Sequence[TaskInstance],
+        touched: Sequence[TaskInstance],
+        fired: FiredTrigger,
+        state: FireState,
+        finishing: Finishing | None = None,
+    ) -> bool:
+        return write_fire(self.using, created, touched, fired, state, finishing)
+
+    def lock_instance(self, session_id: int, name: str) -> TaskInstance | None:
+        return lock_instance(self.using, session_id, name)
+
+    def transition(
+        self, session_id: int, name: str, old: str, new: str, when: datetime
+    ) -> TaskInstance | None:
+        return transition_instance(self.using, session_id, name, old, new, when)
+
+    def start_by_uid(self, session_uid: str, name: str, when: datetime) -> Started | None:
+        return start_by_uid(self.using, session_uid, name, when)
+
+    def upsert(self, change: Upsert) -> None:
+        upsert(self.using, change)

@@ -1,0 +1,210 @@
+"""The portable store: QuerySets only, for every database Django supports.
+
+Used on SQLite, MariaDB and MySQL, and runnable on PostgreSQL. A fire here
+always holds its session's lock (``SELECT ... FOR UPDATE`` of the session
+row; on SQLite the write lock an ``IMMEDIATE`` transaction takes), so its
+reads are several plain queries, and every write is guarded by the status
+it expects: an instance's row changes only if it is still in the status the
+change starts from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, ClassVar
+
+from django.db import connections
+from django.db.models import F, Max, QuerySet
+
+from django_triggers.models import (
+    FiredTrigger,
+    TaskConfig,
+    TaskInstance,
+    TaskListener,
+    TriggerSession,
+)
+from django_triggers.statuses import StatusConflict
+from django_triggers.stores.base import (
+    INSTANCE_UPDATE_FIELDS,
+    Finishing,
+    FireState,
+    Started,
+    Upsert,
+)
+
+
+class OrmStore:
+    """The database verbs of the rules, written with the ORM."""
+
+    fires_without_lock: ClassVar[bool] = False
+
+    def __init__(self, using: str):
+        self.using = using
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.using!r}>"
+
+    def _locked(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        """``queryset`` locking the rows it reads (of its own model only, where it can)."""
+        features = connections[self.using].features
+        if features.has_select_for_update_of:
+            return queryset.select_for_update(of=("self",))
+        if features.has_select_for_update:
+            return queryset.select_for_update()
+        return queryset  # SQLite: the transaction holds the database's write lock
+
+    def lock_session(self, session_id: int, *, bump: bool = True) -> bool:
+        sessions = TriggerSession.objects.using(self.using).filter(pk=session_id)
+        if bump:
+            return sessions.update(version=F("version") + 1) == 1
+        return self._locked(sessions).values_list("pk", flat=True).first() is not None
+
+    def read_for_fire(self, session_id: int, trigger_name: str) -> FireState:
+        using = self.using
+        session = (
+            TriggerSession.objects.using(using)
+            .filter(pk=session_id)
+            .values_list("manager_class", "version")
+            .first()
+        )
+        if session is None:
+            return FireState(manager_class="")
+        state = FireState(manager_class=session[0], version=session[1])
+        listening = TaskListener.objects.using(using).filter(
+            session_id=session_id, trigger_name=trigger_name
+        )
+        state.configs = list(
+            TaskConfig.objects.using(using)
+            .filter(pk__in=listening.values("config_id"))
+            .order_by("pk")
+        )
+        if not state.configs:
+            return state
+        by_id = {config.pk: config for config in state.configs}
+        for instance in (
+            TaskInstance.objects.using(using)
+            .filter(config_id__in=by_id, status=TaskInstance.UNSTARTED)
+            .order_by("config_id", "number")
+        ):
+            instance.config = by_id[instance.config_id]
+            state.open_instances[instance.config_id].append(instance)
+        creatable = [
+            config.pk
+            for config in state.configs
+            if not state.open_instances[config.pk] or config.and_every == trigger_name
+        ]
+        highest = dict(
+            TaskInstance.objects.using(using)
+            .filter(config_id__in=creatable)
+            .values("config_id")
+            .annotate(highest=Max("number"))
+            .values_list("config_id", "highest")
+        )
+        for config in state.configs:
+            if config.pk in creatable:
+                number = highest.get(config.pk)
+                state.next_numbers[config.pk] = 0 if number is None else number + 1
+            else:
+                state.next_numbers[config.pk] = None
+        if creatable:
+            state.latest_kwargs = self._latest_kwargs(session_id, creatable, trigger_name)
+        return state
+
+    def _latest_kwargs(
+        self, session_id: int, config_ids: list[int], trigger_name: str
+    ) -> dict[str, Any]:
+        """The kwargs of the latest fire of each other trigger those configs name."""
+        names = (
+            TaskListener.objects.using(self.using)
+            .filter(config_id__in=config_ids)
+            .exclude(trigger_name=trigger_name)
+            .values("trigger_name")
+        )
+        fires = FiredTrigger.objects.using(self.using).filter(session_id=session_id)
+        latest = (
+            fires.filter(trigger_name__in=names)
+            .values("trigger_name")
+            .annotate(latest=Max("pk"))
+            .values_list("latest", flat=True)
+        )
+        return dict(fires.filter(pk__in=list(latest)).values_list("trigger_name", "kwargs"))
+
+    def write_fire(
+        self,
+        created: Sequence[TaskInstance],
+        touched: Sequence[TaskInstance],
+        fired: FiredTrigger,
+        state: FireState,
+        finishing: Finishing | None = None,
+    ) -> bool:
+        if finishing is not None:
+            raise ValueError("this store finishes an instance apart from its cascade's fire")
+        if created:
+            self._insert_instances(created)
+        for instance in touched:
+            # Touched instances are the fire's open ones: unstarted when it read them.
+            self.update_instance(
+                instance, INSTANCE_UPDATE_FIELDS, expected_status=TaskInstance.UNSTARTED
+            )
+        fired.save(using=self.using, force_insert=True)
+        return True
+
+    def create_instance(self, instance: TaskInstance) -> None:
+        self._insert_instances([instance])
+
+    def _insert_instances(self, instances: Sequence[TaskInstance]) -> None:
+        using = self.using
+        TaskInstance.objects.using(using).bulk_create(instances)
+        if not connections[using].features.can_return_rows_from_bulk_insert:
+            ids = dict(
+                TaskInstance.objects.using(using)
+                .filter(session_id=instances[0].session_id, name__in=[i.name for i in instances])
+                .values_list("name", "pk")
+            )
+            for instance in instances:
+                instance.pk = ids[instance.name]
+
+    def update_instance(
+        self,
+        instance: TaskInstance,
+        names: Sequence[str],
+        *,
+        expected_status: str | None = None,
+    ) -> None:
+        instances = TaskInstance.objects.using(self.using).filter(pk=instance.pk)
+        if expected_status is not None:
+            instances = instances.filter(status=expected_status)
+        changed = instances.update(**{name: getattr(instance, name) for name in names})
+        if changed != 1 and expected_status is not None:
+            raise StatusConflict(
+                f"task instance {instance.name!r} is no longer {expected_status}: "
+                f"another change got there first"
+            )
+
+    def lock_instance(self, session_id: int, name: str) -> TaskInstance | None:
+        instances = (
+            TaskInstance.objects.using(self.using)
+            .select_related("config")
+            .filter(session_id=session_id, name=name)
+        )
+        return self._locked(instances).first()
+
+    def transition(
+        self, session_id: int, name: str, old: str, new: str, when: datetime
+    ) -> TaskInstance | None:
+        return None  # the caller locks the instance, checks and writes
+
+    def start_by_uid(self, session_uid: str, name: str, when: datetime) -> Started | None:
+        return None  # the caller reads the session, locks the instance and starts it
+
+    def upsert(self, change: Upsert) -> None:
+        model = type(change.row)
+        features = connections[self.using].features
+        model._default_manager.using(self.using).bulk_create(
+            [change.row],
+            update_conflicts=True,
+            # MySQL and MariaDB take the conflict from any unique key.
+            unique_fields=[change.key] if features.supports_update_conflicts_with_target else None,
+            update_fields=list(change.updated_names()),
+        )
