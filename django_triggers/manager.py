@@ -12,7 +12,6 @@ fire runs again under the lock.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import time
 import uuid
@@ -74,15 +73,12 @@ InstanceRef = str | TaskInstance
 #: ``(instance, old status, new status)``, for the ``instance_status_changed`` signal.
 StatusChange = tuple[TaskInstance, str | None, str]
 
-#: The session row a worker has just read, for the manager it is building
-#: (see ``TriggerManager._with_session``): the constructor need not read it again.
-_known_session: contextvars.ContextVar[TriggerSession | None] = contextvars.ContextVar(
-    "django_triggers_known_session", default=None
-)
-
 
 class TriggerManager:
-    """Controller of one trigger session, created (or found) by its uid.
+    """Controller of one trigger session, found (or created) by its uid.
+
+    Constructing it reads and writes nothing: the session's row is read, or
+    created, when the manager is first used.
 
     Subclass it to react to events through the ``_post_*`` hooks, to read
     custom directives from ``TaskConfig.extras``, or to set
@@ -101,26 +97,29 @@ class TriggerManager:
     def __init__(self, session_uid: str):
         encoding.check_name(session_uid, what="a session uid", max_length=MAX_NAME_LENGTH)
         self.session_uid = session_uid
-        known = _known_session.get()
-        if known is not None and known.uid == session_uid:
-            self.session = known
-        else:
-            self.session, _ = TriggerSession.objects.get_or_create(
-                uid=session_uid, defaults={"manager_class": self.class_path()}
+        self._session: TriggerSession | None = None
+
+    @property
+    def session(self) -> TriggerSession:
+        """The session's row, read (or created) when first needed, not by the constructor."""
+        if self._session is None:
+            self._session, _ = TriggerSession.objects.get_or_create(
+                uid=self.session_uid, defaults={"manager_class": self.class_path()}
             )
+        return self._session
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.session_uid!r}>"
 
     @property
-    def _db(self) -> str:
-        """The database alias the session lives in."""
+    def database(self) -> str:
+        """The alias of the database the session lives in."""
         return self.session._state.db or "default"
 
     @property
     def _store(self) -> Store:
         """What reads and writes the session's rows."""
-        return store_for(self._db)
+        return store_for(self.database)
 
     @staticmethod
     def for_existing_session(session_uid: str) -> TriggerManager:
@@ -152,7 +151,7 @@ class TriggerManager:
         return TriggerManager._class_from_path(session_uid, path)
 
     @staticmethod
-    def _start_for_worker(
+    def start_for_worker(
         session_uid: str, instance_name: str
     ) -> tuple[TriggerManager, TaskInstance | None]:
         """The session's manager (of its recorded class) and the instance, now ``running``.
@@ -179,7 +178,7 @@ class TriggerManager:
             if instance is not None:
                 fallback._on_status_change(instance, SCHEDULED, RUNNING)
             if instance is not None or fallback._start_instance_locked(instance_name) is not None:
-                fallback._fail_instance(instance_name, exc)
+                fallback.fail_instance(instance_name, exc)
             raise
         manager = TriggerManager._with_session(manager_class, session)
         if instance is None:
@@ -195,12 +194,10 @@ class TriggerManager:
     def _with_session(
         manager_class: type[TriggerManager], session: TriggerSession
     ) -> TriggerManager:
-        """A manager of a session already read: its constructor does not read it again."""
-        token = _known_session.set(session)
-        try:
-            return manager_class(session.uid)
-        finally:
-            _known_session.reset(token)
+        """A manager of a session already read, which it does not read again."""
+        manager = manager_class(session.uid)
+        manager._session = session
+        return manager
 
     @staticmethod
     def _class_from_path(session_uid: str, path: str) -> type[TriggerManager]:
@@ -315,14 +312,14 @@ class TriggerManager:
         """Whether the next fire may try without the session's lock (see ``stores``)."""
         if not self._store.fires_without_lock:
             return False
-        noted = _contended.get((self._db, self.session.pk))
+        noted = _contended.get((self.database, self.session.pk))
         return noted is None or time.monotonic() - noted >= CONTENTION_MEMORY
 
     def _note_contention(self) -> None:
         """Remember that a fire without the lock lost a race in this session."""
         if len(_contended) >= 1000:
             _contended.clear()
-        _contended[(self._db, self.session.pk)] = time.monotonic()
+        _contended[(self.database, self.session.pk)] = time.monotonic()
 
     def _fire_locked(
         self,
@@ -460,7 +457,7 @@ class TriggerManager:
         # Outside a transaction (a fire without the lock, in autocommit mode)
         # the write has committed, and on_commit runs this at once.
         transaction.on_commit(
-            partial(self._after_fire_commit, fired, scheduled, status_changes), using=self._db
+            partial(self._after_fire_commit, fired, scheduled, status_changes), using=self.database
         )
         return scheduled
 
@@ -608,7 +605,7 @@ class TriggerManager:
     def _on_status_change(self, instance: TaskInstance, old: str | None, new: str) -> None:
         """Signal the change once the transaction commits."""
         transaction.on_commit(
-            partial(self._signal_status_change, instance, old, new), using=self._db
+            partial(self._signal_status_change, instance, old, new), using=self.database
         )
 
     def _signal_status_change(self, instance: TaskInstance, old: str | None, new: str) -> None:
@@ -919,10 +916,13 @@ class TriggerManager:
             ],
         }
 
-    # -- worker side ---------------------------------------------------------------
-    # Called by TriggerTask; not part of the public API.
+    # -- worker protocol -------------------------------------------------------------
+    # What TriggerTask, the runners and the recovery sweep ask of a session: start
+    # an instance, record how it ended, move it on when it is stuck or late. Each
+    # checks the instance's status under its lock, so a late or repeated call
+    # changes nothing. Application code fires, replays and skips instead.
 
-    def _start_instance(self, instance_name: str) -> TaskInstance | None:
+    def start_instance(self, instance_name: str) -> TaskInstance | None:
         """Move ``scheduled -> running``; ``None`` if the instance is not scheduled.
 
         The instance's row lock is enough: fires only change unstarted instances.
@@ -933,8 +933,8 @@ class TriggerManager:
         return self._start_instance_locked(instance_name)
 
     def _start_instance_locked(self, instance_name: str) -> TaskInstance | None:
-        """``_start_instance`` under the instance's row lock, logging why it does not start."""
-        with transaction.atomic(using=self._db):
+        """``start_instance`` under the instance's row lock, logging why it does not start."""
+        with transaction.atomic(using=self.database):
             instance = self._lock_instance(instance_name)
             if instance.status != SCHEDULED:
                 logger.warning(
@@ -968,7 +968,7 @@ class TriggerManager:
             return None
         return target
 
-    def _finish_instance(
+    def finish_instance(
         self,
         instance: TaskInstance,
         result: dict[str, Any],
@@ -1011,7 +1011,7 @@ class TriggerManager:
             self._fire_locked(running.task_name, result, FiredTrigger.CASCADE)
             return True
 
-    def _fail_instance(
+    def fail_instance(
         self,
         instance: InstanceRef,
         exc: BaseException,
@@ -1027,7 +1027,7 @@ class TriggerManager:
             self._move(target, FAILED, timezone.now())
             return target
 
-    def _retry_instance(
+    def retry_instance(
         self,
         instance: TaskInstance,
         exc: BaseException | None,
@@ -1048,12 +1048,12 @@ class TriggerManager:
             self._move(target, FAILED, now)
             return self._replay(target, replacement_kwargs, now, cooldown=cooldown)
 
-    # -- recovery sweeps ------------------------------------------------------------
+    # -- recovery (worker protocol) ---------------------------------------------------
     # Called by django_triggers.recovery, one instance per transaction. Each
     # re-checks the instance under the session lock, so sweeps running on
     # several machines at once act on an instance at most once.
 
-    def _redispatch_instance(self, instance_name: str, due: Callable[[TaskInstance], bool]) -> bool:
+    def redispatch_instance(self, instance_name: str, due: Callable[[TaskInstance], bool]) -> bool:
         """Hand a scheduled instance over to its runner again, if ``due`` says so.
 
         ``due`` sees the instance as it is under the lock. The new
@@ -1072,7 +1072,7 @@ class TriggerManager:
             transaction.on_commit(partial(self._dispatch, [instance]))
             return True
 
-    def _expire_instance(self, instance_name: str, now: datetime) -> bool:
+    def expire_instance(self, instance_name: str, now: datetime) -> bool:
         """Abandon an instance whose deadline passed, and fire ``<task>.timeout``."""
         with self._locked():
             instance = self._lock_instance(instance_name)
@@ -1093,7 +1093,7 @@ class TriggerManager:
             )
             return True
 
-    def _fail_stuck_instance(self, instance_name: str, stuck_since: datetime) -> bool:
+    def fail_stuck_instance(self, instance_name: str, stuck_since: datetime) -> bool:
         """Fail an instance ``running`` since before ``stuck_since``, so it can be replayed."""
         with self._locked(bump=False):
             instance = self._lock_instance(instance_name)
@@ -1107,7 +1107,7 @@ class TriggerManager:
             self._move(instance, FAILED, timezone.now())
             return True
 
-    def _skip_running_instance(
+    def skip_running_instance(
         self, instance: TaskInstance, metadata: Mapping[str, Any] | None
     ) -> None:
         extra = self._encode_metadata(metadata)
@@ -1118,7 +1118,7 @@ class TriggerManager:
             target.metadata.update(extra)
             self._move(target, SKIPPED, timezone.now())
 
-    def _record_log_level(self, instance: TaskInstance, level: int) -> None:
+    def record_log_level(self, instance: TaskInstance, level: int) -> None:
         """Raise the instance's stored log level to ``level`` if that is higher."""
         if level > instance.log_level:
             TaskInstance.objects.filter(pk=instance.pk, log_level__lt=level).update(log_level=level)
@@ -1137,7 +1137,7 @@ class TriggerManager:
         ``record_manager``, this manager's class becomes the session's: the
         one workers rebuild to run what it schedules.
         """
-        with transaction.atomic(using=self._db):
+        with transaction.atomic(using=self.database):
             if not self._store.lock_session(self.session.pk, bump=bump):
                 raise SessionNotFound(f"trigger session {self.session_uid!r} has been deleted")
             if record_manager:

@@ -152,7 +152,7 @@ def recover(
         "deadlines",
         TaskInstance.objects.filter(status=TaskInstance.UNSTARTED, deadline__lte=now),
         report.expired,
-        lambda manager, name: manager._expire_instance(name, now),
+        lambda manager, name: manager.expire_instance(name, now),
     )
     sweep(
         "never dispatched",
@@ -162,7 +162,7 @@ def recover(
             modified__lte=refused_before,
         ),
         report.never_dispatched,
-        lambda manager, name: manager._redispatch_instance(
+        lambda manager, name: manager.redispatch_instance(
             name,
             lambda instance: instance.dispatched_at is None and instance.modified <= refused_before,
         ),
@@ -180,9 +180,7 @@ def recover(
         report.stuck_scheduled,
         lambda manager, name: (
             (manager.session_uid, name) not in never_dispatched
-            and manager._redispatch_instance(
-                name, partial(_is_stuck_scheduled, before=stuck_before)
-            )
+            and manager.redispatch_instance(name, partial(_is_stuck_scheduled, before=stuck_before))
         ),
     )
     stuck_running = TaskInstance.objects.filter(
@@ -194,7 +192,7 @@ def recover(
             "failing stuck running",
             stuck_running,
             report.failed_stuck,
-            lambda manager, name: manager._fail_stuck_instance(name, stuck_before),
+            lambda manager, name: manager.fail_stuck_instance(name, stuck_before),
         )
     return report
 

@@ -194,7 +194,7 @@ class TaskContext:
             )
             raise
         finally:
-            self.manager._record_log_level(self.task_instance, task_logger.max_level)
+            self.manager.record_log_level(self.task_instance, task_logger.max_level)
 
 
 class TriggerTask(Task):
@@ -216,7 +216,7 @@ class TriggerTask(Task):
         from django_triggers.manager import TriggerManager
 
         try:
-            manager, instance = TriggerManager._start_for_worker(session_uid, instance_name)
+            manager, instance = TriggerManager.start_for_worker(session_uid, instance_name)
         except SessionNotFound:
             logger.warning(
                 "Session %s of task instance %s no longer exists: nothing to run",
@@ -241,7 +241,7 @@ class TriggerTask(Task):
     ) -> dict[str, Any] | None:
         """Run one scheduled instance to its end, in this process."""
         manager = manager_class(session_uid)
-        instance = manager._start_instance(instance_name)
+        instance = manager.start_instance(instance_name)
         if instance is None:
             return None
         try:
@@ -289,10 +289,10 @@ class TriggerTask(Task):
     ) -> dict[str, Any] | None:
         """Store what ``_run`` ended with: a skip, a retry, an exception or a result."""
         if isinstance(outcome, SkipTask):
-            manager._skip_running_instance(instance, outcome.metadata)
+            manager.skip_running_instance(instance, outcome.metadata)
             return None
         if isinstance(outcome, RetryTask):
-            manager._retry_instance(
+            manager.retry_instance(
                 instance,
                 outcome.exc,
                 outcome.cooldown,
@@ -305,7 +305,7 @@ class TriggerTask(Task):
             return None
         result = self._check_result(instance.name, outcome)
         celery_result = self._celery_result(manager, result)
-        finished = manager._finish_instance(instance, result, celery_result)
+        finished = manager.finish_instance(instance, result, celery_result)
         if finished and celery_result is not None:
             # Stored with the finish: the result backend need not store it again.
             self.request.ignore_result = True
@@ -327,7 +327,7 @@ class TriggerTask(Task):
             exc_info=(type(exc), exc, exc.__traceback__),
         )
         try:
-            failed = manager._fail_instance(instance, exc)
+            failed = manager.fail_instance(instance, exc)
         except Exception as error:
             # Last resort: a failure of text that is sure to be storable.
             logger.exception("Could not record the failure of task instance %s", instance.name)
@@ -335,7 +335,7 @@ class TriggerTask(Task):
                 f"the failure of {instance.name!r} ({summary[:1000]}) could not be stored: "
                 f"{type(error).__name__}: {encoding.safe_str(error)[:1000]}"
             )
-            failed = manager._fail_instance(instance, fallback)
+            failed = manager.fail_instance(instance, fallback)
         if failed is not None:
             raise TaskInstanceFailed(
                 f"task instance {instance.name!r} of session {manager.session_uid!r} "
@@ -366,7 +366,7 @@ class TriggerTask(Task):
             or request.is_eager
             or request.ignore_result
             or self.ignore_result
-            or router.db_for_write(backend.TaskModel) != manager._db
+            or router.db_for_write(backend.TaskModel) != manager.database
         ):
             return None
         content_type, content_encoding, encoded = backend.encode_content(result)

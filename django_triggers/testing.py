@@ -180,6 +180,7 @@ if pytest is not None:
 
         settings.TRIGGERS_DEFAULT_RUNNER = "threading"
         manager = TriggerManager(f"test-{uuid.uuid4().hex}")
+        manager.session  # noqa: B018  (created now: commands and the admin can find it)
         yield manager
         _join_task_threads()
 

@@ -18,7 +18,7 @@ def start(session_uid: str, instance_name: str) -> dict[str, Any]:
     """What a worker does first with a message: start the instance, if it is scheduled."""
     from django_triggers.manager import TriggerManager
 
-    _, instance = TriggerManager._start_for_worker(session_uid, instance_name)
+    _, instance = TriggerManager.start_for_worker(session_uid, instance_name)
     return {"started": instance is not None}
 
 

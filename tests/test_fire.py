@@ -110,6 +110,23 @@ def names(instances: list[TaskInstance]) -> list[str]:
 # -- persistent state ----------------------------------------------------------------
 
 
+def test_constructing_a_manager_reads_and_writes_nothing(db, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        manager = TriggerManager(f"lazy-{uuid.uuid4().hex}")
+
+    assert not TriggerSession.objects.filter(uid=manager.session_uid).exists()
+
+
+def test_a_manager_creates_its_session_when_first_used(db):
+    manager = TriggerManager(f"lazy-{uuid.uuid4().hex}")
+
+    manager.update_configuration({"t": {"after": ["a"], "run": ECHO}})
+
+    assert TriggerSession.objects.get(uid=manager.session_uid).manager_class == (
+        TriggerManager.class_path()
+    )
+
+
 def test_instances_are_named_task_hash_number_counting_from_zero_per_task(
     trigger_manager, triggers
 ):

@@ -48,7 +48,7 @@ def run_in_worker(manager: TriggerManager, name: str):
 @pytest.mark.postgres
 def test_a_worker_starts_an_instance_and_reads_its_session_in_one_statement(chain):
     with CaptureQueriesContext(connection) as captured:
-        manager, instance = TriggerManager._start_for_worker(chain.session_uid, "t_a#0")
+        manager, instance = TriggerManager.start_for_worker(chain.session_uid, "t_a#0")
 
     assert len(captured.captured_queries) == 1
     assert instance.status == TaskInstance.RUNNING
@@ -58,10 +58,10 @@ def test_a_worker_starts_an_instance_and_reads_its_session_in_one_statement(chai
 
 @pytest.mark.postgres
 def test_a_finish_and_its_cascade_are_one_write_after_the_start_read_what_it_needs(chain):
-    manager, instance = TriggerManager._start_for_worker(chain.session_uid, "t_a#0")
+    manager, instance = TriggerManager.start_for_worker(chain.session_uid, "t_a#0")
 
     with CaptureQueriesContext(connection) as captured:
-        manager._finish_instance(instance, {"done": True})
+        manager.finish_instance(instance, {"done": True})
 
     assert len(captured.captured_queries) == 1
     assert chain.get_instance("t_a#0").result == {"done": True}
@@ -81,11 +81,11 @@ def test_a_cascade_reads_again_when_a_fire_changed_its_tasks_while_the_instance_
         }
     )
     manager.fire("start")
-    worker_manager, instance = TriggerManager._start_for_worker(manager.session_uid, "t_a#0")
+    worker_manager, instance = TriggerManager.start_for_worker(manager.session_uid, "t_a#0")
     manager.fire("other", {"o": 1})  # creates t_b#0 after the start read t_b had none
 
     with CaptureQueriesContext(connection) as captured:
-        worker_manager._finish_instance(instance, {"a": 1})
+        worker_manager.finish_instance(instance, {"a": 1})
 
     assert len(captured.captured_queries) == 3  # the stale write, a read, the write
     assert list(manager.instances_of_task("t_b")) == [manager.get_instance("t_b#0")]
@@ -95,10 +95,10 @@ def test_a_cascade_reads_again_when_a_fire_changed_its_tasks_while_the_instance_
 
 
 def test_a_finished_instance_keeps_the_metadata_its_task_wrote_while_running(chain):
-    manager, instance = TriggerManager._start_for_worker(chain.session_uid, "t_a#0")
+    manager, instance = TriggerManager.start_for_worker(chain.session_uid, "t_a#0")
     chain.update_instance_metadata("t_a#0", {"progress": 100})
 
-    manager._finish_instance(instance, {"done": True})
+    manager.finish_instance(instance, {"done": True})
 
     finished = chain.get_instance("t_a#0")
     assert finished.status == TaskInstance.FINISHED
@@ -108,7 +108,7 @@ def test_a_finished_instance_keeps_the_metadata_its_task_wrote_while_running(cha
 
 @pytest.mark.postgres
 def test_a_finish_whose_cascade_read_went_stale_is_written_under_the_lock(chain, monkeypatch):
-    manager, instance = TriggerManager._start_for_worker(chain.session_uid, "t_a#0")
+    manager, instance = TriggerManager.start_for_worker(chain.session_uid, "t_a#0")
     real_write = postgres.write_fire
     outcomes = []
 
@@ -125,7 +125,7 @@ def test_a_finish_whose_cascade_read_went_stale_is_written_under_the_lock(chain,
 
     monkeypatch.setattr(postgres, "write_fire", interleaved_write)
 
-    manager._finish_instance(instance, {"done": True})
+    manager.finish_instance(instance, {"done": True})
 
     assert outcomes == [False, False, True]
     assert chain.get_instance("t_a#0").status == TaskInstance.FINISHED
