@@ -7,8 +7,9 @@ class TriggersConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Runners listed in settings register themselves on import; importing
-        # them here makes `using` validation see them from the first request.
-        from django_triggers.runners import load_configured_runners
+        # Runners register themselves when their classes are defined: import
+        # the built-in ones, and those listed in settings, so that `using` is
+        # checked against them from the first request.
+        from django_triggers import registry, runners  # noqa: F401
 
-        load_configured_runners()
+        registry.load_configured_runners()

@@ -13,6 +13,7 @@ from typing import Any
 
 from django_triggers import encoding
 from django_triggers.exceptions import ConfigurationError, UnencodableValue
+from django_triggers.registry import get_runner_class, get_trigger_task
 
 AFTER = "after"
 RUN = "run"
@@ -192,8 +193,6 @@ def _run(task: str, directives: Mapping[str, Any]) -> str:
             f"expected the name of a Celery task, not {run!r}", task=task, directive=RUN
         )
     _check_name(task, RUN, run, "the Celery task name")
-    from django_triggers.task import get_trigger_task
-
     try:
         get_trigger_task(run)
     except LookupError as exc:
@@ -226,8 +225,6 @@ def _using(task: str, directives: Mapping[str, Any]) -> str:
     using = directives.get(USING)
     if using is None:
         return ""
-    from django_triggers.runners import get_runner_class
-
     if not isinstance(using, str):
         raise ConfigurationError(
             f"expected a runner name, not {using!r}", task=task, directive=USING

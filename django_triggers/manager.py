@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -26,11 +25,10 @@ from django.db.models import Exists, Max, OuterRef, Subquery
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from django_triggers import encoding, signals, statuses
+from django_triggers import encoding, rules, signals
 from django_triggers.conf import get_setting
 from django_triggers.configuration import (
     MAX_NAME_LENGTH,
-    instance_name_for,
     parse_configuration,
     timeout_trigger,
 )
@@ -47,7 +45,7 @@ from django_triggers.models import (
     TaskListener,
     TriggerSession,
 )
-from django_triggers.runners import get_runner_class
+from django_triggers.registry import get_runner_class
 from django_triggers.statuses import (
     ABANDONED,
     FAILED,
@@ -70,8 +68,6 @@ from django_triggers.stores import (
 logger = logging.getLogger(__name__)
 
 InstanceRef = str | TaskInstance
-#: ``(instance, old status, new status)``, for the ``instance_status_changed`` signal.
-StatusChange = tuple[TaskInstance, str | None, str]
 
 
 class TriggerManager:
@@ -103,8 +99,9 @@ class TriggerManager:
     def session(self) -> TriggerSession:
         """The session's row, read (or created) when first needed, not by the constructor."""
         if self._session is None:
-            self._session, _ = TriggerSession.objects.get_or_create(
-                uid=self.session_uid, defaults={"manager_class": self.class_path()}
+            using = router.db_for_write(TriggerSession)
+            self._session = store_for(using).find_or_create_session(
+                self.session_uid, self.class_path()
             )
         return self._session
 
@@ -250,21 +247,24 @@ class TriggerManager:
                     setattr(config, attribute, getattr(spec, attribute))
                 config.updated = now  # bulk_update leaves auto_now fields alone
                 (replaced if config.pk else new).append(config)
-            TaskConfig.objects.bulk_create(new)
-            if replaced:
-                TaskConfig.objects.bulk_update(replaced, [*_CONFIG_ATTRIBUTES, "updated"])
-                TaskListener.objects.filter(config__in=replaced).delete()
             by_name = {config.name: config for config in (*new, *replaced)}
-            TaskListener.objects.bulk_create(
-                TaskListener(
-                    session=self.session, config=by_name[spec.name], trigger_name=name, role=role
-                )
-                for spec in specs
-                for role, names in (
-                    (TaskListener.AFTER, spec.after),
-                    (TaskListener.UNLESS, spec.unless),
-                )
-                for name in names
+
+            def listeners() -> Iterator[TaskListener]:
+                for spec in specs:
+                    for role, names in (
+                        (TaskListener.AFTER, spec.after),
+                        (TaskListener.UNLESS, spec.unless),
+                    ):
+                        for name in names:
+                            yield TaskListener(
+                                session=self.session,
+                                config=by_name[spec.name],
+                                trigger_name=name,
+                                role=role,
+                            )
+
+            self._store.write_configuration(
+                new, replaced, listeners, [*_CONFIG_ATTRIBUTES, "updated"]
             )
 
     def get_configuration(self) -> dict[str, dict[str, Any]]:
@@ -391,54 +391,11 @@ class TriggerManager:
                 return self._repeated_fire(earlier, trigger_name, kwargs)
 
         now = timezone.now()
-        status_changes: list[StatusChange] = []
+        plan = rules.plan_fire(self.session, state, trigger_name, kwargs, now)
+        created, touched, scheduled = plan.created, plan.touched, plan.scheduled
+        status_changes = plan.status_changes
         if finishing is not None:
-            status_changes.append((finishing, RUNNING, FINISHED))
-        touched: list[TaskInstance] = []
-        needs_new: list[TaskConfig] = []
-        for config in state.configs:
-            open_instances = state.open_instances[config.id]
-            if state.next_numbers[config.id] == 0:
-                needs_new.append(config)
-                continue
-            taken = False
-            for instance in open_instances:
-                applied_after, applied_unless = _apply_trigger(
-                    instance, config, trigger_name, kwargs
-                )
-                taken = taken or applied_after
-                if applied_after or applied_unless:
-                    touched.append(instance)
-            if trigger_name == config.and_every and not taken:
-                needs_new.append(config)
-
-        created: list[TaskInstance] = []
-        if needs_new:
-            latest = state.latest_kwargs
-            for config in needs_new:
-                instance = self._new_instance(
-                    config,
-                    number=state.next_number(config),
-                    status=UNSTARTED,
-                    kwargs={name: latest[name] for name in config.after if name in latest},
-                    unless_fired=[name for name in config.unless if name in latest],
-                    now=now,
-                    status_changes=status_changes,
-                )
-                _apply_trigger(instance, config, trigger_name, kwargs)
-                created.append(instance)
-
-        scheduled: list[TaskInstance] = []
-        for instance in (*touched, *created):
-            config = instance.config
-            if config.unless and set(config.unless) <= set(instance.unless_fired):
-                self._set_status(instance, ABANDONED, now, status_changes)
-            elif set(config.after) <= instance.kwargs.keys():
-                self._set_status(instance, SCHEDULED, now, status_changes)
-                instance.dispatched_at = now
-                scheduled.append(instance)
-            else:
-                _stamp(instance, now)
+            status_changes.insert(0, (finishing, RUNNING, FINISHED))
 
         fired = FiredTrigger(
             session=self.session,
@@ -465,7 +422,7 @@ class TriggerManager:
         self,
         fired: FiredTrigger,
         scheduled: list[TaskInstance],
-        status_changes: list[StatusChange],
+        status_changes: list[rules.StatusChange],
     ) -> None:
         for change in status_changes:
             self._signal_status_change(*change)
@@ -479,56 +436,6 @@ class TriggerManager:
             scheduled=list(fired.scheduled_instances),
         )
         self._dispatch(scheduled)
-
-    def _new_instance(
-        self,
-        config: TaskConfig,
-        *,
-        number: int,
-        status: str,
-        kwargs: dict[str, Any],
-        unless_fired: list[str],
-        now: datetime,
-        parent: TaskInstance | None = None,
-        eta: datetime | None = None,
-        status_changes: list[StatusChange] | None = None,
-    ) -> TaskInstance:
-        """Build (unsaved) instance ``number`` of ``config``.
-
-        Its ``instance_status_changed`` signal is sent on commit, or, with
-        ``status_changes``, left there for the caller to send once written.
-        """
-        name = instance_name_for(config.name, number)
-        statuses.check_transition(name, None, status)
-        iso = now.isoformat()
-        deadline = None
-        if config.within is not None and status == UNSTARTED:
-            deadline = now + timedelta(seconds=config.within)
-        instance = TaskInstance(
-            session=self.session,
-            config=config,
-            name=name,
-            task_name=config.name,
-            number=number,
-            status=status,
-            kwargs=kwargs,
-            unless_fired=unless_fired,
-            metadata={"timestamps": {"created": iso, "last_modified": iso, status: iso}},
-            parent=parent,
-            retries=parent.retries + 1 if parent is not None else 0,
-            eta=eta,
-            deadline=deadline,
-            celery_task_id=str(uuid.uuid4()) if status == SCHEDULED else "",
-            dispatched_at=now if status == SCHEDULED else None,
-            status_changed_at=now,
-            created=now,
-            modified=now,
-        )
-        if status_changes is None:
-            self._on_status_change(instance, None, status)
-        else:
-            status_changes.append((instance, None, status))
-        return instance
 
     @property
     def latest_kwargs(self) -> dict[str, Any]:
@@ -588,7 +495,7 @@ class TriggerManager:
             with self._locked(bump=False):
                 target = self._lock_instance(instance)
                 target.metadata["dispatch_error"] = error
-                _stamp(target, timezone.now())
+                rules.stamp(target, timezone.now())
                 fields = ["metadata", "modified"]
                 if target.status == SCHEDULED:
                     target.dispatched_at = None
@@ -622,24 +529,12 @@ class TriggerManager:
         instance: TaskInstance,
         status: str,
         now: datetime,
-        status_changes: list[StatusChange] | None = None,
     ) -> None:
-        """Change the status (unsaved); signal it on commit, or leave it in ``status_changes``.
-
-        The status machine (:mod:`django_triggers.statuses`) must allow the change.
-        """
-        old = instance.status
-        statuses.check_transition(instance.name, old, status)
-        instance.status = status
-        instance.status_changed_at = now
-        _stamp(instance, now)
-        instance.metadata["timestamps"][status] = now.isoformat()
-        if status == SCHEDULED and not instance.celery_task_id:
-            instance.celery_task_id = str(uuid.uuid4())
-        if status_changes is None:
-            self._on_status_change(instance, old, status)
-        else:
-            status_changes.append((instance, old, status))
+        """Change the status (unsaved), if the status machine allows it; signal it on commit."""
+        changes: list[rules.StatusChange] = []
+        rules.change_status(instance, status, now, changes)
+        for change in changes:
+            self._on_status_change(*change)
 
     def _move(
         self, instance: TaskInstance, status: str, now: datetime, *, also: Sequence[str] = ()
@@ -690,16 +585,21 @@ class TriggerManager:
         kwargs.update(self._check_replacement_kwargs(failed, replacement_kwargs))
         self._move(failed, REPLAYED, now)
         config = failed.config
-        clone = self._new_instance(
+        changes: list[rules.StatusChange] = []
+        clone = rules.new_instance(
+            self.session,
             config,
             number=_next_number(config),
             status=SCHEDULED,
             kwargs=kwargs,
             unless_fired=list(failed.unless_fired),
             now=now,
+            changes=changes,
             parent=failed,
             eta=now + timedelta(seconds=cooldown) if cooldown else None,
         )
+        for change in changes:
+            self._on_status_change(*change)
         self._store.create_instance(clone)
         transaction.on_commit(partial(self._after_replay_commit, clone))
         return clone
@@ -790,7 +690,7 @@ class TriggerManager:
         with self._locked():
             target = self._lock_instance(instance)
             target.metadata.update(extra)
-            _stamp(target, timezone.now())
+            rules.stamp(target, timezone.now())
             self._store.update_instance(target, ["metadata", "modified"])
             return target
 
@@ -799,7 +699,7 @@ class TriggerManager:
         with self._locked():
             target = self._lock_instance(instance)
             target.logs_marked_resolved = True
-            _stamp(target, timezone.now())
+            rules.stamp(target, timezone.now())
             self._store.update_instance(target, ["logs_marked_resolved", "metadata", "modified"])
             return target
 
@@ -1067,7 +967,7 @@ class TriggerManager:
                 return False
             now = timezone.now()
             instance.dispatched_at = now
-            _stamp(instance, now)
+            rules.stamp(instance, now)
             self._store.update_instance(instance, ["dispatched_at", "metadata", "modified"])
             transaction.on_commit(partial(self._dispatch, [instance]))
             return True
@@ -1121,7 +1021,7 @@ class TriggerManager:
     def record_log_level(self, instance: TaskInstance, level: int) -> None:
         """Raise the instance's stored log level to ``level`` if that is higher."""
         if level > instance.log_level:
-            TaskInstance.objects.filter(pk=instance.pk, log_level__lt=level).update(log_level=level)
+            self._store.raise_log_level(instance, level)
             instance.log_level = level
 
     # -- internals -----------------------------------------------------------------
@@ -1148,9 +1048,7 @@ class TriggerManager:
         """Make this manager's class the session's (``recorded``: the current one, if read)."""
         path = self.class_path()
         if recorded != path:
-            TriggerSession.objects.filter(pk=self.session.pk).exclude(manager_class=path).update(
-                manager_class=path
-            )
+            self._store.record_manager_class(self.session.pk, path)
             self.session.manager_class = path
 
     def _transition(self, instance: InstanceRef, old: str, new: str) -> TaskInstance | None:
@@ -1193,28 +1091,10 @@ CONTENTION_MEMORY = 1.0
 _contended: dict[tuple[str, int], float] = {}
 
 
-def _apply_trigger(
-    instance: TaskInstance, config: TaskConfig, trigger_name: str, kwargs: dict[str, Any]
-) -> tuple[bool, bool]:
-    """Let an unstarted instance see a fire; return (applied as after, applied as unless)."""
-    applied_after = trigger_name in config.after and trigger_name not in instance.kwargs
-    if applied_after:
-        instance.kwargs[trigger_name] = kwargs
-    applied_unless = trigger_name in config.unless and trigger_name not in instance.unless_fired
-    if applied_unless:
-        instance.unless_fired.append(trigger_name)
-    return applied_after, applied_unless
-
-
 def _next_number(config: TaskConfig) -> int:
     """The number the next instance of ``config`` takes (call under the session's lock)."""
     highest = config.instances.aggregate(highest=Max("number"))["highest"]
     return 0 if highest is None else highest + 1
-
-
-def _stamp(instance: TaskInstance, now: datetime) -> None:
-    instance.metadata.setdefault("timestamps", {})["last_modified"] = now.isoformat()
-    instance.modified = now
 
 
 #: What a task's configuration sets on its TaskConfig.

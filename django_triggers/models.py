@@ -7,6 +7,7 @@ state the rules read and write, and the indexes their hot paths need.
 import logging
 from typing import Any
 
+from django.apps import apps
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
@@ -352,8 +353,6 @@ class TaskInstance(models.Model):
     @property
     def task_result(self) -> Any:
         """The ``django_celery_results`` ``TaskResult`` of its Celery task, if stored."""
-        from django.apps import apps
-
         if not self.celery_task_id or not apps.is_installed("django_celery_results"):
             return None
         from django_celery_results.models import TaskResult

@@ -14,15 +14,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from importlib import import_module
 from typing import TYPE_CHECKING, ClassVar
 
-from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, transaction
 from django.utils import timezone
-from django.utils.module_loading import import_string
 
-from django_triggers.conf import get_setting
+from django_triggers.registry import get_trigger_task, register_runner
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -31,8 +28,6 @@ if TYPE_CHECKING:
     from django_triggers.models import TaskInstance
 
 logger = logging.getLogger(__name__)
-
-_registry: dict[str, type[BaseTaskRunner]] = {}
 
 
 class BaseTaskRunner:
@@ -44,45 +39,11 @@ class BaseTaskRunner:
         super().__init_subclass__(**kwargs)
         name = cls.__dict__.get("name")
         if name:
-            _registry[name] = cls
+            register_runner(name, cls)
 
     def run(self, manager: TriggerManager, task_instance: TaskInstance) -> None:
         """Start running ``task_instance`` (already ``scheduled`` and committed)."""
         raise NotImplementedError(f"{type(self).__name__} must implement run()")
-
-
-def load_configured_runners() -> None:
-    """Import the runners named in ``TRIGGERS_RUNNERS`` so that they register."""
-    for path in get_setting("TRIGGERS_RUNNERS"):
-        try:
-            import_module(path)
-        except ImportError:
-            try:
-                runner = import_string(path)
-            except ImportError as exc:
-                raise ImproperlyConfigured(
-                    f"TRIGGERS_RUNNERS: cannot import {path!r} ({exc})"
-                ) from exc
-            if not (isinstance(runner, type) and issubclass(runner, BaseTaskRunner)):
-                raise ImproperlyConfigured(
-                    f"TRIGGERS_RUNNERS: {path!r} is not a BaseTaskRunner subclass"
-                ) from None
-
-
-def get_runner_class(name: str) -> type[BaseTaskRunner]:
-    """The runner registered as ``name``; ``LookupError`` naming the known ones if none."""
-    if name not in _registry:
-        load_configured_runners()
-    try:
-        return _registry[name]
-    except KeyError:
-        known = ", ".join(sorted(_registry)) or "none"
-        raise LookupError(f"no task runner is registered as {name!r} (known: {known})") from None
-
-
-def registered_runners() -> dict[str, type[BaseTaskRunner]]:
-    load_configured_runners()
-    return dict(_registry)
 
 
 class CeleryTaskRunner(BaseTaskRunner):
@@ -95,8 +56,6 @@ class CeleryTaskRunner(BaseTaskRunner):
     name = "celery"
 
     def run(self, manager: TriggerManager, task_instance: TaskInstance) -> None:
-        from django_triggers.task import get_trigger_task
-
         celery_task = get_trigger_task(task_instance.config.run)
         eta = (
             task_instance.eta if task_instance.eta and task_instance.eta > timezone.now() else None
@@ -154,8 +113,6 @@ class ThreadingTaskRunner(BaseTaskRunner):
         eta: datetime | None,
         close_connections: bool,
     ) -> None:
-        from django_triggers.task import get_trigger_task
-
         try:
             delay = (eta - timezone.now()).total_seconds() if eta else 0
             if delay > 0:

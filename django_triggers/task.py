@@ -25,11 +25,11 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from celery import Task, current_app, states
+from celery import Task, states
 from django.apps import apps
 from django.db import router
 
-from django_triggers import encoding
+from django_triggers import encoding, registry
 from django_triggers.exceptions import (
     ManagerClassError,
     SessionNotFound,
@@ -37,11 +37,20 @@ from django_triggers.exceptions import (
     UnstorableOutcome,
     with_context,
 )
+from django_triggers.manager import TriggerManager
+from django_triggers.registry import get_trigger_task
+
+__all__ = [
+    "MaxRetriesExceeded",
+    "TaskContext",
+    "TaskLogger",
+    "TriggerTask",
+    "get_trigger_task",
+]
+from django_triggers.stores import Upsert
 
 if TYPE_CHECKING:
-    from django_triggers.manager import TriggerManager
     from django_triggers.models import TaskInstance
-    from django_triggers.stores import Upsert
 
 logger = logging.getLogger(__name__)
 
@@ -78,19 +87,6 @@ class RetryTask(_TaskControl):
 _current_context: contextvars.ContextVar[TaskContext] = contextvars.ContextVar(
     "django_triggers_task_context"
 )
-
-
-def get_trigger_task(name: str) -> TriggerTask:
-    """The registered Celery task ``name``, which must extend :class:`TriggerTask`."""
-    task = current_app.tasks.get(name)
-    if task is None:
-        raise LookupError(
-            f"no Celery task is registered as {name!r} "
-            f"(register it with app.register_task({name.rsplit('.', 1)[-1]}()))"
-        )
-    if not isinstance(task, TriggerTask):
-        raise LookupError(f"Celery task {name!r} does not extend django_triggers.task.TriggerTask")
-    return task
 
 
 class TaskLogger(logging.LoggerAdapter):
@@ -213,8 +209,6 @@ class TriggerTask(Task):
 
     def run(self, session_uid: str, instance_name: str) -> dict[str, Any] | None:
         """Celery entry point: the message holds identifiers only."""
-        from django_triggers.manager import TriggerManager
-
         try:
             manager, instance = TriggerManager.start_for_worker(session_uid, instance_name)
         except SessionNotFound:
@@ -356,8 +350,6 @@ class TriggerTask(Task):
             return None
         from django_celery_results.backends.database import DatabaseBackend
 
-        from django_triggers.stores import Upsert
-
         backend, request = self.backend, self.request
         if (
             not isinstance(backend, DatabaseBackend)
@@ -425,3 +417,6 @@ class TriggerTask(Task):
         if cooldown is not None and (not isinstance(cooldown, int | float) or cooldown < 0):
             raise ValueError(f"cooldown must be a number of seconds >= 0, not {cooldown!r}")
         return RetryTask(exc, cooldown, replacement_kwargs, metadata)
+
+
+registry.register_trigger_task_class(TriggerTask)

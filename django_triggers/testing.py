@@ -33,6 +33,9 @@ from typing import TYPE_CHECKING, Any
 
 from django.test.utils import override_settings
 
+from django_triggers.exceptions import InstanceNotFound
+from django_triggers.runners import ThreadingTaskRunner
+
 if TYPE_CHECKING:
     from django_triggers.manager import TriggerManager
     from django_triggers.models import TaskInstance
@@ -119,8 +122,6 @@ class TriggerManagerTestCaseMixin:
     # -- helpers ---------------------------------------------------------------
 
     def _find_instance(self, name: str) -> TaskInstance | None:
-        from django_triggers.exceptions import InstanceNotFound
-
         _join_task_threads()
         try:
             return self.manager.get_instance(name)
@@ -146,8 +147,6 @@ class TriggerManagerTestCaseMixin:
 
 
 def _join_task_threads() -> None:
-    from django_triggers.runners import ThreadingTaskRunner
-
     ThreadingTaskRunner.join_all(timeout=120)
 
 
@@ -176,6 +175,8 @@ if pytest is not None:
     @pytest.fixture
     def trigger_manager(transactional_db: None, settings: Any) -> Iterator[TriggerManager]:
         """A manager on a fresh session, with tasks run in threads and awaited at teardown."""
+        # Imported here: pytest loads this module as a plugin before Django is
+        # set up, and the manager's module imports the models.
         from django_triggers.manager import TriggerManager
 
         settings.TRIGGERS_DEFAULT_RUNNER = "threading"

@@ -25,7 +25,8 @@ from django_triggers.exceptions import ConfigurationError
 from django_triggers.manager import TriggerManager
 from django_triggers.models import FiredTrigger, TaskConfig, TaskInstance
 from django_triggers.recovery import recover
-from django_triggers.runners import BaseTaskRunner, ThreadingTaskRunner, registered_runners
+from django_triggers.registry import registered_runners
+from django_triggers.runners import BaseTaskRunner, ThreadingTaskRunner
 from docs.examples import (
     cookbook_finalize,
     cookbook_manager_setting,

@@ -9,14 +9,20 @@ the same answers, so the rules above it are the same on every database.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
 from django.db.models import Model
 
-from django_triggers.models import FiredTrigger, TaskConfig, TaskInstance, TriggerSession
+from django_triggers.models import (
+    FiredTrigger,
+    TaskConfig,
+    TaskInstance,
+    TaskListener,
+    TriggerSession,
+)
 
 #: What applying a fire changes on an existing instance, and a status change writes.
 INSTANCE_UPDATE_FIELDS = (
@@ -113,6 +119,28 @@ class Store(Protocol):
     fires_without_lock: ClassVar[bool]
 
     using: str
+
+    def find_or_create_session(self, uid: str, manager_class: str) -> TriggerSession:
+        """The session ``uid``, created with ``manager_class`` if there is none."""
+
+    def record_manager_class(self, session_id: int, manager_class: str) -> None:
+        """Make ``manager_class`` the class workers rebuild to run the session's work."""
+
+    def write_configuration(
+        self,
+        new: Sequence[TaskConfig],
+        replaced: Sequence[TaskConfig],
+        listeners: Callable[[], Iterable[TaskListener]],
+        replaced_fields: Sequence[str],
+    ) -> None:
+        """Insert ``new`` configs, update ``replaced`` ones, and index what they listen to.
+
+        ``listeners`` builds the index rows once the new configs have their
+        keys; the replaced configs' old rows are deleted first.
+        """
+
+    def raise_log_level(self, instance: TaskInstance, level: int) -> None:
+        """Raise the instance's stored log level to ``level``, if that is higher."""
 
     def lock_session(self, session_id: int, *, bump: bool = True) -> bool:
         """Lock the session row until the transaction ends; ``False`` if it is gone.

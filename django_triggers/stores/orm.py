@@ -10,7 +10,7 @@ change starts from.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -53,6 +53,36 @@ class OrmStore:
         if features.has_select_for_update:
             return queryset.select_for_update()
         return queryset  # SQLite: the transaction holds the database's write lock
+
+    def find_or_create_session(self, uid: str, manager_class: str) -> TriggerSession:
+        session, _ = TriggerSession.objects.using(self.using).get_or_create(
+            uid=uid, defaults={"manager_class": manager_class}
+        )
+        return session
+
+    def record_manager_class(self, session_id: int, manager_class: str) -> None:
+        TriggerSession.objects.using(self.using).filter(pk=session_id).exclude(
+            manager_class=manager_class
+        ).update(manager_class=manager_class)
+
+    def write_configuration(
+        self,
+        new: Sequence[TaskConfig],
+        replaced: Sequence[TaskConfig],
+        listeners: Callable[[], Iterable[TaskListener]],
+        replaced_fields: Sequence[str],
+    ) -> None:
+        using = self.using
+        self._insert(TaskConfig, new)
+        if replaced:
+            TaskConfig.objects.using(using).bulk_update(replaced, list(replaced_fields))
+            TaskListener.objects.using(using).filter(config__in=replaced).delete()
+        TaskListener.objects.using(using).bulk_create(listeners())
+
+    def raise_log_level(self, instance: TaskInstance, level: int) -> None:
+        TaskInstance.objects.using(self.using).filter(pk=instance.pk, log_level__lt=level).update(
+            log_level=level
+        )
 
     def lock_session(self, session_id: int, *, bump: bool = True) -> bool:
         sessions = TriggerSession.objects.using(self.using).filter(pk=session_id)
@@ -141,7 +171,7 @@ class OrmStore:
         if finishing is not None:
             raise ValueError("this store finishes an instance apart from its cascade's fire")
         if created:
-            self._insert_instances(created)
+            self._insert(TaskInstance, created)
         for instance in touched:
             # Touched instances are the fire's open ones: unstarted when it read them.
             self.update_instance(
@@ -151,19 +181,25 @@ class OrmStore:
         return True
 
     def create_instance(self, instance: TaskInstance) -> None:
-        self._insert_instances([instance])
+        self._insert(TaskInstance, [instance])
 
-    def _insert_instances(self, instances: Sequence[TaskInstance]) -> None:
+    def _insert(self, model: type[TaskConfig | TaskInstance], rows: Sequence[Any]) -> None:
+        """Insert rows named uniquely in their session, setting their primary keys.
+
+        MySQL returns no keys from a multi-row insert: they are read back by name.
+        """
+        if not rows:
+            return
         using = self.using
-        TaskInstance.objects.using(using).bulk_create(instances)
+        model._default_manager.using(using).bulk_create(rows)
         if not connections[using].features.can_return_rows_from_bulk_insert:
-            ids = dict(
-                TaskInstance.objects.using(using)
-                .filter(session_id=instances[0].session_id, name__in=[i.name for i in instances])
+            keys = dict(
+                model._default_manager.using(using)
+                .filter(session_id=rows[0].session_id, name__in=[row.name for row in rows])
                 .values_list("name", "pk")
             )
-            for instance in instances:
-                instance.pk = ids[instance.name]
+            for row in rows:
+                row.pk = keys[row.name]
 
     def update_instance(
         self,
