@@ -78,13 +78,14 @@ def peak_rss_mb() -> float:
 
 def run_fires(job: dict[str, Any]) -> int:
     from bench.runners import RecordingRunner
+    from bench.scenarios import manager_of
     from django_triggers.manager import TriggerManager
 
     managers: dict[str, TriggerManager] = {}
 
     def manager_for(uid: str) -> TriggerManager:
         if uid not in managers:
-            managers[uid] = TriggerManager(uid)
+            managers[uid] = manager_of(uid)
         return managers[uid]
 
     for uid, trigger in job["warmup"]:

@@ -34,6 +34,9 @@ Environment variables:
     process (the ``threading`` runner) and no broker is needed.
 ``TRIGGERS_DEFAULT_RUNNER``
     Overrides that choice: ``threading`` or ``celery``.
+``TRIGGERS_STORE``
+    ``auto`` (default) or ``orm``: the portable store on every database,
+    PostgreSQL included.
 ``DJANGO_SECRET_KEY``, ``DJANGO_DEBUG``
     The secret key (a fixed, public one by default) and debug mode (``1``,
     the default, or ``0``).
@@ -178,6 +181,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_DB_REUSE_MAX = 1_000_000_000
 
 # Without a broker the demo runs tasks in threads; with one, on Celery workers.
+TRIGGERS_STORE = os.environ.get("TRIGGERS_STORE", "auto")
 TRIGGERS_DEFAULT_RUNNER = os.environ.get(
     "TRIGGERS_DEFAULT_RUNNER", "celery" if CELERY_BROKER_URL else "threading"
 )
