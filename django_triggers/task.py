@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from celery import Task, states
 from django.apps import apps
-from django.db import router
+from django.db import OperationalError, connections, router
 
 from django_triggers import encoding, registry
 from django_triggers.exceptions import (
@@ -53,6 +54,8 @@ if TYPE_CHECKING:
     from django_triggers.models import TaskInstance
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class MaxRetriesExceeded(Exception):
@@ -263,7 +266,7 @@ class TriggerTask(Task):
         finally:
             _current_context.reset(token)
         try:
-            return self._record_outcome(manager, instance, outcome)
+            return _retrying(manager, lambda: self._record_outcome(manager, instance, outcome))
         except TaskInstanceFailed:
             raise
         except Exception as exc:
@@ -321,7 +324,7 @@ class TriggerTask(Task):
             exc_info=(type(exc), exc, exc.__traceback__),
         )
         try:
-            failed = manager.fail_instance(instance, exc)
+            failed = _retrying(manager, lambda: manager.fail_instance(instance, exc))
         except Exception as error:
             # Last resort: a failure of text that is sure to be storable.
             logger.exception("Could not record the failure of task instance %s", instance.name)
@@ -420,3 +423,35 @@ class TriggerTask(Task):
 
 
 registry.register_trigger_task_class(TriggerTask)
+
+
+#: How many times, in all, a worker tries to write how a run ended when the
+#: database rolled the write back to break a deadlock (or lost the connection).
+WRITE_ATTEMPTS = 4
+
+
+def _retrying(manager: TriggerManager, write: Callable[[], T]) -> T:
+    """``write()``, tried again after an ``OperationalError`` that rolled it back.
+
+    Each of the manager's writes is a transaction of its own, so trying it
+    again is safe; inside a transaction of the caller's, nothing is retried.
+    """
+    connection = connections[manager.database]
+    attempt = 1
+    while True:
+        try:
+            return write()
+        except OperationalError:
+            if attempt == WRITE_ATTEMPTS or connection.in_atomic_block:
+                raise
+            logger.warning(
+                "Writing the outcome of a task of session %s failed (attempt %d of %d); "
+                "trying again",
+                manager.session_uid,
+                attempt,
+                WRITE_ATTEMPTS,
+                exc_info=True,
+            )
+            connection.close_if_unusable_or_obsolete()
+            time.sleep(0.05 * attempt)
+            attempt += 1

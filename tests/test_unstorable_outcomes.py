@@ -14,8 +14,10 @@ import logging
 from typing import Any
 
 import pytest
+from django.db import OperationalError
 from django_celery_results.models import TaskResult
 
+from django_triggers.manager import TriggerManager
 from django_triggers.models import TaskInstance
 from tests.celery_worker import (  # noqa: F401  (fixtures)
     CeleryWorker,
@@ -175,3 +177,24 @@ def test_a_failed_instance_is_a_failed_celery_task(redis_worker):
     assert row.status == "FAILURE"
     assert "TaskInstanceFailed" in row.result
     assert "bad\\\\x00message" in row.result
+
+
+def test_a_finish_rolled_back_to_break_a_deadlock_is_tried_again(
+    trigger_manager, triggers, monkeypatch
+):
+    real_finish = TriggerManager.finish_instance
+    calls = []
+
+    def deadlocked_once(self, *args, **kwargs):
+        calls.append(args[0].name)
+        if len(calls) == 1:
+            raise OperationalError("deadlock found when trying to get lock")
+        return real_finish(self, *args, **kwargs)
+
+    monkeypatch.setattr(TriggerManager, "finish_instance", deadlocked_once)
+    trigger_manager.update_configuration({"t": {"after": ["go"], "run": "tests.Echo"}})
+
+    trigger_manager.fire("go", {"n": 1})
+
+    triggers.assertInstanceFinished("t#0", {"received": {"go": {"n": 1}}})
+    assert calls == ["t#0", "t#0"]

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from django.db import connections
-from django.db.models import F, Max, QuerySet
+from django.db.models import F, Max, OuterRef, QuerySet, Subquery
 
 from django_triggers.models import (
     FiredTrigger,
@@ -144,21 +144,26 @@ class OrmStore:
     def _latest_kwargs(
         self, session_id: int, config_ids: list[int], trigger_name: str
     ) -> dict[str, Any]:
-        """The kwargs of the latest fire of each other trigger those configs name."""
+        """The kwargs of the latest fire of each other trigger those configs name.
+
+        One probe of the (session, trigger, id) index per trigger, however
+        long the session's history.
+        """
+        latest = (
+            FiredTrigger.objects.using(self.using)
+            .filter(session_id=session_id, trigger_name=OuterRef("trigger_name"))
+            .order_by("-pk")
+            .values("kwargs")[:1]
+        )
         names = (
             TaskListener.objects.using(self.using)
             .filter(config_id__in=config_ids)
             .exclude(trigger_name=trigger_name)
             .values("trigger_name")
+            .distinct()
+            .annotate(kwargs=Subquery(latest))
         )
-        fires = FiredTrigger.objects.using(self.using).filter(session_id=session_id)
-        latest = (
-            fires.filter(trigger_name__in=names)
-            .values("trigger_name")
-            .annotate(latest=Max("pk"))
-            .values_list("latest", flat=True)
-        )
-        return dict(fires.filter(pk__in=list(latest)).values_list("trigger_name", "kwargs"))
+        return {row["trigger_name"]: row["kwargs"] for row in names if row["kwargs"] is not None}
 
     def write_fire(
         self,
@@ -219,12 +224,17 @@ class OrmStore:
             )
 
     def lock_instance(self, session_id: int, name: str) -> TaskInstance | None:
-        instances = (
-            TaskInstance.objects.using(self.using)
-            .select_related("config")
+        # The instance's row alone is locked, and its config read apart: where
+        # a lock cannot name its table (MariaDB, MySQL), a join would lock the
+        # config's row too, and fires inserting instances of it would wait.
+        instance = (
+            self._locked(TaskInstance.objects.using(self.using))
             .filter(session_id=session_id, name=name)
+            .first()
         )
-        return self._locked(instances).first()
+        if instance is not None:
+            instance.config = TaskConfig.objects.using(self.using).get(pk=instance.config_id)
+        return instance
 
     def transition(
         self, session_id: int, name: str, old: str, new: str, when: datetime
