@@ -39,6 +39,7 @@ from django_triggers.management.base import (
     describe_refusal,
     json_type,
     load_json,
+    sessions_database,
 )
 from django_triggers.manager import TriggerManager
 from django_triggers.models import FiredTrigger, TaskConfig, TaskInstance, TriggerSession
@@ -437,11 +438,11 @@ def _act_on_failed_instances(
     manager_for = _managers()
     done: list[tuple[TaskInstance, T]] = []
     left: list[str] = []
-    with transaction.atomic():
+    with transaction.atomic(using=sessions_database()):
         for instance in sorted(instances, key=lambda i: (i.session_id, i.name)):
             try:
                 # A savepoint: a refusal by the database leaves the others' work usable.
-                with transaction.atomic():
+                with transaction.atomic(using=sessions_database()):
                     done.append((instance, act(manager_for(instance.session.uid), instance)))
             except REFUSALS as exc:
                 if instance.status != TaskInstance.FAILED:
@@ -559,7 +560,7 @@ class TriggerSessionAdmin(OperatorAdmin):
     def _overview(self, request: HttpRequest, session: TriggerSession) -> dict[str, Any]:
         """What the session page shows below its fields, in a number of queries that
         does not grow with the session."""
-        manager = TriggerManager(session.uid)
+        manager = TriggerManager.of_session(session)
         can_replay = can_replay_instances(request)
         can_skip = can_skip_instances(request)
 
@@ -704,7 +705,7 @@ class TriggerSessionAdmin(OperatorAdmin):
         session, redirect = self._object_or_redirect(request, object_id)
         if redirect:
             return redirect
-        text = render(session_graph(TriggerManager(session.uid)))
+        text = render(session_graph(TriggerManager.of_session(session)))
         response = HttpResponse(text, content_type="text/plain; charset=utf-8")
         filename = f"{slugify(session.uid) or 'session'}-{session.pk}.{extension}"
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
@@ -759,7 +760,7 @@ class TriggerSessionAdmin(OperatorAdmin):
         if submitted and form.is_valid():
             data = form.cleaned_data
             try:
-                with transaction.atomic():
+                with transaction.atomic(using=sessions_database()):
                     scheduled = session_manager(session.uid).fire(
                         data["trigger_name"],
                         data["kwargs"],
@@ -1168,7 +1169,7 @@ class TaskInstanceAdmin(OperatorAdmin):
         form = ConfirmForm(request.POST if submitted else None)
         if submitted and form.is_valid():
             try:
-                with transaction.atomic():
+                with transaction.atomic(using=sessions_database()):
                     session_manager(instance.session.uid).mark_instance_logs_resolved(instance.name)
             except REFUSALS as exc:
                 form.add_error(None, describe_refusal(exc))
@@ -1288,7 +1289,7 @@ class TaskInstanceAdmin(OperatorAdmin):
         resolved = []
         for instance in instances:
             try:
-                with transaction.atomic():
+                with transaction.atomic(using=sessions_database()):
                     manager_for(instance.session.uid).mark_instance_logs_resolved(instance.name)
             except REFUSALS as exc:
                 self.message_user(request, describe_refusal(exc), messages.ERROR)

@@ -35,6 +35,23 @@ MAX_TASK_NAME_LENGTH = MAX_NAME_LENGTH - len(f"#{MAX_INSTANCE_NUMBER}")
 MAX_WITHIN = 100 * 365 * 24 * 3600
 
 
+def check_cooldown(cooldown: Any) -> float | None:
+    """``cooldown``, a retry's wait in seconds, if it is one: from 0 to 100 years, or ``None``."""
+    if cooldown is None:
+        return None
+    if (
+        isinstance(cooldown, bool)
+        or not isinstance(cooldown, int | float)
+        or not math.isfinite(cooldown)
+        or not 0 <= cooldown <= MAX_WITHIN
+    ):
+        raise ValueError(
+            f"cooldown must be a number of seconds from 0 to {MAX_WITHIN:,} (100 years), "
+            f"not {cooldown!r}"
+        )
+    return float(cooldown)
+
+
 def timeout_trigger(task_name: str) -> str:
     """The trigger a task's instance fires when its ``within`` deadline passes."""
     return f"{task_name}.timeout"

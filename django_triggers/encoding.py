@@ -117,7 +117,7 @@ def _refusal(what: str, path: str, problem: str) -> UnencodableValue:
 
 def _check_shape(value: Any, what: str) -> None:
     """Refuse values nested too deep (or in a cycle) and keys that JSON would merge."""
-    for path, node in _walk(value, limit=MAX_DEPTH + 1):
+    for path, node in _walk(value, limit=MAX_DEPTH):
         if path is _TOO_DEEP:
             raise UnencodableValue(
                 f"{what} cannot be stored: it is nested deeper than {MAX_DEPTH} levels "
@@ -160,12 +160,13 @@ _TOO_DEEP = "<too deep>"
 def _walk(value: Any, *, limit: int | None = None) -> Iterator[tuple[str, Any]]:
     """Every node of a JSON-like value with its key path, without recursion.
 
-    Past ``limit`` levels, yields ``(_TOO_DEEP, node)`` once and stops.
+    Levels are counted in containers (mappings, lists): past ``limit`` of
+    them, yields ``(_TOO_DEEP, node)`` once and stops.
     """
     stack: list[tuple[str, Any, int]] = [("", value, 1)]
     while stack:
         path, node, depth = stack.pop()
-        if limit is not None and depth > limit:
+        if limit is not None and depth > limit and isinstance(node, _CONTAINERS):
             yield _TOO_DEEP, node
             return
         yield path, node
@@ -248,14 +249,14 @@ def jsonable(value: Any, _depth: int = 1) -> Any:
     becomes a note saying so: losing the context of a failure is worse than
     storing its text.
     """
-    if _depth > MAX_DEPTH:
-        return f"<nested deeper than {MAX_DEPTH} levels>"
     if isinstance(value, str):
         return sanitize_text(value)
     if value is None or isinstance(value, bool | int):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else repr(value)
+    if _depth > MAX_DEPTH and isinstance(value, Mapping | list | tuple | set | frozenset):
+        return f"<nested deeper than {MAX_DEPTH} levels>"
     if isinstance(value, Mapping):
         return {safe_str(key): jsonable(item, _depth + 1) for key, item in value.items()}
     if isinstance(value, list | tuple | set | frozenset):

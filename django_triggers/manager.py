@@ -29,6 +29,7 @@ from django_triggers import encoding, rules, signals
 from django_triggers.conf import get_setting
 from django_triggers.configuration import (
     MAX_NAME_LENGTH,
+    check_cooldown,
     parse_configuration,
     timeout_trigger,
 )
@@ -127,7 +128,20 @@ class TriggerManager:
         of creating an empty session, and the application's own manager class
         runs its hooks and stays recorded as the session's.
         """
-        return TriggerManager.class_for_session(session_uid)(session_uid)
+        session = TriggerManager._existing_session(session_uid)
+        manager_class = TriggerManager._class_from_path(session_uid, session.manager_class)
+        return manager_class.of_session(session)
+
+    @classmethod
+    def of_session(cls, session: TriggerSession) -> TriggerManager:
+        """A manager of this class for a session row already read.
+
+        It neither reads the row again nor creates it: if the session is
+        deleted meanwhile, its changes fail with ``SessionNotFound``.
+        """
+        manager = cls(session.uid)
+        manager._session = session
+        return manager
 
     @classmethod
     def class_path(cls) -> str:
@@ -137,15 +151,17 @@ class TriggerManager:
     @staticmethod
     def class_for_session(session_uid: str) -> type[TriggerManager]:
         """The manager class recorded on a session, for workers in other processes."""
+        session = TriggerManager._existing_session(session_uid)
+        return TriggerManager._class_from_path(session_uid, session.manager_class)
+
+    @staticmethod
+    def _existing_session(session_uid: str) -> TriggerSession:
         encoding.check_name(session_uid, what="a session uid", max_length=MAX_NAME_LENGTH)
-        path = (
-            TriggerSession.objects.filter(uid=session_uid)
-            .values_list("manager_class", flat=True)
-            .first()
-        )
-        if path is None:
+        using = router.db_for_write(TriggerSession)
+        session = TriggerSession.objects.using(using).filter(uid=session_uid).first()
+        if session is None:
             raise SessionNotFound(f"no trigger session has the uid {session_uid!r}")
-        return TriggerManager._class_from_path(session_uid, path)
+        return session
 
     @staticmethod
     def start_for_worker(
@@ -171,13 +187,13 @@ class TriggerManager:
         try:
             manager_class = TriggerManager._class_from_path(session_uid, session.manager_class)
         except ManagerClassError as exc:
-            fallback = TriggerManager._with_session(TriggerManager, session)
+            fallback = TriggerManager.of_session(session)
             if instance is not None:
                 fallback._on_status_change(instance, SCHEDULED, RUNNING)
             if instance is not None or fallback._start_instance_locked(instance_name) is not None:
                 fallback.fail_instance(instance_name, exc)
             raise
-        manager = TriggerManager._with_session(manager_class, session)
+        manager = manager_class.of_session(session)
         if instance is None:
             # The one-statement start already found it not scheduled (or the
             # database has none): see why, under the row lock.
@@ -186,15 +202,6 @@ class TriggerManager:
         if started is not None:
             manager._cascade_read = (instance.pk, started.cascade_state)
         return manager, instance
-
-    @staticmethod
-    def _with_session(
-        manager_class: type[TriggerManager], session: TriggerSession
-    ) -> TriggerManager:
-        """A manager of a session already read, which it does not read again."""
-        manager = manager_class(session.uid)
-        manager._session = session
-        return manager
 
     @staticmethod
     def _class_from_path(session_uid: str, path: str) -> type[TriggerManager]:
@@ -345,9 +352,9 @@ class TriggerManager:
             )
         instances = {
             instance.name: instance
-            for instance in TaskInstance.objects.filter(
-                session=self.session, name__in=earlier.scheduled_instances
-            ).select_related("config")
+            for instance in TaskInstance.objects.using(self.database)
+            .filter(session=self.session, name__in=earlier.scheduled_instances)
+            .select_related("config")
         }
         return [instances[name] for name in earlier.scheduled_instances if name in instances]
 
@@ -386,7 +393,11 @@ class TriggerManager:
             return None  # recording the manager class takes the lock
         self._record_manager_class(state.manager_class)
         if event_id is not None:
-            earlier = FiredTrigger.objects.filter(session=self.session, event_id=event_id).first()
+            earlier = (
+                FiredTrigger.objects.using(self.database)
+                .filter(session=self.session, event_id=event_id)
+                .first()
+            )
             if earlier is not None:
                 return self._repeated_fire(earlier, trigger_name, kwargs)
 
@@ -589,7 +600,7 @@ class TriggerManager:
         clone = rules.new_instance(
             self.session,
             config,
-            number=_next_number(config),
+            number=_next_number(config, self.database),
             status=SCHEDULED,
             kwargs=kwargs,
             unless_fired=list(failed.unless_fired),
@@ -601,7 +612,7 @@ class TriggerManager:
         for change in changes:
             self._on_status_change(*change)
         self._store.create_instance(clone)
-        transaction.on_commit(partial(self._after_replay_commit, clone))
+        transaction.on_commit(partial(self._after_replay_commit, clone), using=self.database)
         return clone
 
     def _after_replay_commit(self, clone: TaskInstance) -> None:
@@ -650,7 +661,9 @@ class TriggerManager:
             self._move(failed, SKIPPED, timezone.now(), also=("result",))
             if cascade:
                 self._fire_locked(failed.task_name, cascade_kwargs, FiredTrigger.SKIP)
-            transaction.on_commit(partial(self._call_hook, self._post_skip, failed, cascade))
+            transaction.on_commit(
+                partial(self._call_hook, self._post_skip, failed, cascade), using=self.database
+            )
             return failed
 
     # -- status and metadata ---------------------------------------------------
@@ -936,6 +949,7 @@ class TriggerManager:
         metadata: Mapping[str, Any] | None,
     ) -> TaskInstance | None:
         """Fail the instance (recording ``exc``) and replay it after ``cooldown`` seconds."""
+        cooldown = check_cooldown(cooldown)
         extra = self._encode_metadata(metadata)
         with self._locked(record_manager=True):
             target = self._lock_running(instance, "retried")
@@ -969,7 +983,7 @@ class TriggerManager:
             instance.dispatched_at = now
             rules.stamp(instance, now)
             self._store.update_instance(instance, ["dispatched_at", "metadata", "modified"])
-            transaction.on_commit(partial(self._dispatch, [instance]))
+            transaction.on_commit(partial(self._dispatch, [instance]), using=self.database)
             return True
 
     def expire_instance(self, instance_name: str, now: datetime) -> bool:
@@ -1091,9 +1105,10 @@ CONTENTION_MEMORY = 1.0
 _contended: dict[tuple[str, int], float] = {}
 
 
-def _next_number(config: TaskConfig) -> int:
+def _next_number(config: TaskConfig, using: str) -> int:
     """The number the next instance of ``config`` takes (call under the session's lock)."""
-    highest = config.instances.aggregate(highest=Max("number"))["highest"]
+    instances = TaskInstance.objects.using(using).filter(config=config)
+    highest = instances.aggregate(highest=Max("number"))["highest"]
     return 0 if highest is None else highest + 1
 
 

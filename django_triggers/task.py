@@ -31,6 +31,7 @@ from django.apps import apps
 from django.db import OperationalError, connections, router
 
 from django_triggers import encoding, registry
+from django_triggers.configuration import check_cooldown
 from django_triggers.exceptions import (
     ManagerClassError,
     SessionNotFound,
@@ -265,10 +266,11 @@ class TriggerTask(Task):
             outcome = exc
         finally:
             _current_context.reset(token)
+        if isinstance(outcome, BaseException) and not isinstance(outcome, _TaskControl):
+            self._fail(manager, instance, outcome)
+            return None
         try:
             return _retrying(manager, lambda: self._record_outcome(manager, instance, outcome))
-        except TaskInstanceFailed:
-            raise
         except Exception as exc:
             if not isinstance(exc, TypeError | ValueError):
                 # The write itself refused it: say what could not be stored.
@@ -284,7 +286,7 @@ class TriggerTask(Task):
     def _record_outcome(
         self, manager: TriggerManager, instance: TaskInstance, outcome: Any
     ) -> dict[str, Any] | None:
-        """Store what ``_run`` ended with: a skip, a retry, an exception or a result."""
+        """Store what ``_run`` ended with: a skip, a retry or a result."""
         if isinstance(outcome, SkipTask):
             manager.skip_running_instance(instance, outcome.metadata)
             return None
@@ -296,9 +298,6 @@ class TriggerTask(Task):
                 outcome.replacement_kwargs,
                 outcome.metadata,
             )
-            return None
-        if isinstance(outcome, BaseException):
-            self._fail(manager, instance, outcome)
             return None
         result = self._check_result(instance.name, outcome)
         celery_result = self._celery_result(manager, result)
@@ -417,8 +416,7 @@ class TriggerTask(Task):
                 ),
                 {"max_retries": self.max_retries, "retries": retries},
             ) from exc
-        if cooldown is not None and (not isinstance(cooldown, int | float) or cooldown < 0):
-            raise ValueError(f"cooldown must be a number of seconds >= 0, not {cooldown!r}")
+        check_cooldown(cooldown)
         return RetryTask(exc, cooldown, replacement_kwargs, metadata)
 
 

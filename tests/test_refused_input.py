@@ -230,6 +230,21 @@ def test_keys_json_would_write_alike_are_refused_naming_both(manager):
     assert all_rows() == before
 
 
+@pytest.mark.parametrize("innermost", [[], {}, 1, "text"])
+def test_kwargs_of_31_levels_are_refused_whatever_the_innermost_value(manager, innermost):
+    tree: Any = innermost
+    lists = 29 if isinstance(innermost, list | dict) else 30
+    for _ in range(lists):
+        tree = [tree]
+    before = all_rows()
+
+    # The kwargs' own mapping, then the lists, then the innermost container if any: 31.
+    with pytest.raises(ValueError, match="nested deeper than 30 levels"):
+        manager.fire("start", {"tree": tree})
+
+    assert all_rows() == before
+
+
 def test_kwargs_nested_30_deep_are_stored_whole(manager, triggers):
     tree = nested(29)
     manager.fire("start", {"tree": tree})

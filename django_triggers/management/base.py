@@ -17,12 +17,13 @@ from typing import Any
 
 from django.core.management.base import CommandError, OutputWrapper
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import DataError
+from django.db import DataError, router
 from django.utils.translation import gettext
 
 from django_triggers import encoding
 from django_triggers.exceptions import ManagerClassError, SessionNotFound
 from django_triggers.manager import TriggerManager
+from django_triggers.models import TriggerSession
 from django_triggers.runners import ThreadingTaskRunner
 
 #: What a change refused before anything was kept raises: the manager's own
@@ -71,6 +72,11 @@ def get_manager(
             raise CommandError(f"{exc}{hint}") from None
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+
+
+def sessions_database() -> str:
+    """The database changes to sessions are written to, for the transactions that wrap them."""
+    return router.db_for_write(TriggerSession)
 
 
 def check_name_argument(value: str, what: str) -> str:

@@ -175,6 +175,13 @@ class OrmStore:
     ) -> bool:
         if finishing is not None:
             raise ValueError("this store finishes an instance apart from its cascade's fire")
+        if state.configs:
+            # As the PostgreSQL store's write does: a fire made there without
+            # the session's lock (by a process on the other store) then sees
+            # that what it read has changed.
+            TaskConfig.objects.using(self.using).filter(
+                pk__in=[config.pk for config in state.configs]
+            ).update(version=F("version") + 1)
         if created:
             self._insert(TaskInstance, created)
         for instance in touched:

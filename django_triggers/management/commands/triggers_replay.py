@@ -8,6 +8,7 @@ from django_triggers.management.base import (
     get_manager,
     manager_errors,
     parse_json_object,
+    sessions_database,
     wait_for_task_threads,
     write_json,
 )
@@ -53,7 +54,7 @@ class Command(BaseCommand):
             else None
         )
         manager = get_manager(options["session"])
-        with transaction.atomic(), manager_errors():
+        with transaction.atomic(using=sessions_database()), manager_errors():
             if options["all_failed"]:
                 names = [
                     instance.name

@@ -11,6 +11,7 @@ from django_triggers.management.base import (
     get_manager,
     manager_errors,
     read_json_file,
+    sessions_database,
     wait_for_task_threads,
 )
 from django_triggers.manager import TriggerManager
@@ -70,7 +71,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 "Dry run: nothing is kept and no task runs, so cascades do not happen."
             )
-            with transaction.atomic():
+            with transaction.atomic(using=sessions_database()):
                 self.replay(source, new_uid, configuration, origin, batch_size, dry_run=True)
                 # Dropping the transaction also drops its on_commit callbacks: nothing
                 # reaches a runner.
@@ -93,7 +94,7 @@ class Command(BaseCommand):
         dry_run: bool,
     ) -> None:
         # The new session is managed like the source, so the same hooks and directives apply.
-        with transaction.atomic(), manager_errors(prefix=f"{origin}: "):
+        with transaction.atomic(using=sessions_database()), manager_errors(prefix=f"{origin}: "):
             manager = type(source)(new_uid)
             manager.update_configuration(configuration)
         self.stdout.write(
