@@ -231,14 +231,16 @@ class OrmStore:
             )
 
     def lock_instance(self, session_id: int, name: str) -> TaskInstance | None:
-        # The instance's row alone is locked, and its config read apart: where
-        # a lock cannot name its table (MariaDB, MySQL), a join would lock the
-        # config's row too, and fires inserting instances of it would wait.
-        instance = (
-            self._locked(TaskInstance.objects.using(self.using))
-            .filter(session_id=session_id, name=name)
-            .first()
-        )
+        # The row is found first, then locked by its primary key: a locking
+        # read that scanned the session's rows (to sort them, say) would lock
+        # each row it passed, in its own order, and two such reads deadlock.
+        # Its config is read apart: where a lock cannot name its table
+        # (MariaDB, MySQL), a join would lock the config's row too.
+        instances = TaskInstance.objects.using(self.using)
+        pk = instances.filter(session_id=session_id, name=name).values_list("pk", flat=True).first()
+        if pk is None:
+            return None
+        instance = self._locked(instances.filter(pk=pk).order_by()).first()
         if instance is not None:
             instance.config = TaskConfig.objects.using(self.using).get(pk=instance.config_id)
         return instance
