@@ -226,7 +226,7 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
 
 
 def sanitize_text(text: str) -> str:
-    """``text`` made storable: NUL written ``\\x00``, a lone surrogate ``\\udXXX``."""
+    """``text`` made storable: NUL written ``\\x00``, a lone surrogate as its escape."""
     if text_problem(text) is None:
         return text
     return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")

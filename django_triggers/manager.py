@@ -178,10 +178,7 @@ class TriggerManager:
         started = store_for(using).start_by_uid(session_uid, instance_name, timezone.now())
         instance: TaskInstance | None = None
         if started is None:
-            found = TriggerSession.objects.using(using).filter(uid=session_uid).first()
-            if found is None:
-                raise SessionNotFound(f"no trigger session has the uid {session_uid!r}")
-            session = found
+            session = TriggerManager._existing_session(session_uid)
         else:
             session, instance = started.session, started.instance
         try:
@@ -189,7 +186,7 @@ class TriggerManager:
         except ManagerClassError as exc:
             fallback = TriggerManager.of_session(session)
             if instance is not None:
-                fallback._on_status_change(instance, SCHEDULED, RUNNING)
+                fallback._on_status_changes([(instance, SCHEDULED, RUNNING)])
             if instance is not None or fallback._start_instance_locked(instance_name) is not None:
                 fallback.fail_instance(instance_name, exc)
             raise
@@ -198,7 +195,7 @@ class TriggerManager:
             # The one-statement start already found it not scheduled (or the
             # database has none): see why, under the row lock.
             return manager, manager._start_instance_locked(instance_name)
-        manager._on_status_change(instance, SCHEDULED, RUNNING)
+        manager._on_status_changes([(instance, SCHEDULED, RUNNING)])
         if started is not None:
             manager._cascade_read = (instance.pk, started.cascade_state)
         return manager, instance
@@ -435,8 +432,7 @@ class TriggerManager:
         scheduled: list[TaskInstance],
         status_changes: list[rules.StatusChange],
     ) -> None:
-        for change in status_changes:
-            self._signal_status_change(*change)
+        self._signal_status_changes(status_changes)
         self._call_hook(self._post_fire, fired.trigger_name, scheduled)
         self._send(
             signals.trigger_fired,
@@ -520,11 +516,13 @@ class TriggerManager:
         # send_robust logs a receiver's exception (logger "django.dispatch").
         signal.send_robust(sender=type(self), session_uid=self.session_uid, **kwargs)
 
-    def _on_status_change(self, instance: TaskInstance, old: str | None, new: str) -> None:
-        """Signal the change once the transaction commits."""
-        transaction.on_commit(
-            partial(self._signal_status_change, instance, old, new), using=self.database
-        )
+    def _on_status_changes(self, changes: list[rules.StatusChange]) -> None:
+        """Signal the changes once the transaction commits, in order."""
+        transaction.on_commit(partial(self._signal_status_changes, changes), using=self.database)
+
+    def _signal_status_changes(self, changes: list[rules.StatusChange]) -> None:
+        for change in changes:
+            self._signal_status_change(*change)
 
     def _signal_status_change(self, instance: TaskInstance, old: str | None, new: str) -> None:
         self._send(
@@ -544,8 +542,7 @@ class TriggerManager:
         """Change the status (unsaved), if the status machine allows it; signal it on commit."""
         changes: list[rules.StatusChange] = []
         rules.change_status(instance, status, now, changes)
-        for change in changes:
-            self._on_status_change(*change)
+        self._on_status_changes(changes)
 
     def _move(
         self, instance: TaskInstance, status: str, now: datetime, *, also: Sequence[str] = ()
@@ -600,7 +597,7 @@ class TriggerManager:
         clone = rules.new_instance(
             self.session,
             config,
-            number=_next_number(config, self.database),
+            number=self._store.next_instance_number(config),
             status=SCHEDULED,
             kwargs=kwargs,
             unless_fired=list(failed.unless_fired),
@@ -609,8 +606,7 @@ class TriggerManager:
             parent=failed,
             eta=now + timedelta(seconds=cooldown) if cooldown else None,
         )
-        for change in changes:
-            self._on_status_change(*change)
+        self._on_status_changes(changes)
         self._store.create_instance(clone)
         transaction.on_commit(partial(self._after_replay_commit, clone), using=self.database)
         return clone
@@ -1074,7 +1070,7 @@ class TriggerManager:
         name = self._instance_name(instance)
         moved = self._store.transition(self.session.pk, name, old, new, timezone.now())
         if moved is not None:
-            self._on_status_change(moved, old, new)
+            self._on_status_changes([(moved, old, new)])
         return moved
 
     def _lock_instance(self, instance: InstanceRef) -> TaskInstance:
@@ -1103,13 +1099,6 @@ class TriggerManager:
 #: after a fire without it lost the race to another change of that session.
 CONTENTION_MEMORY = 1.0
 _contended: dict[tuple[str, int], float] = {}
-
-
-def _next_number(config: TaskConfig, using: str) -> int:
-    """The number the next instance of ``config`` takes (call under the session's lock)."""
-    instances = TaskInstance.objects.using(using).filter(config=config)
-    highest = instances.aggregate(highest=Max("number"))["highest"]
-    return 0 if highest is None else highest + 1
 
 
 #: What a task's configuration sets on its TaskConfig.

@@ -177,6 +177,9 @@ class Store(Protocol):
     def start_by_uid(self, session_uid: str, name: str, when: datetime) -> Started | None:
         """Start a scheduled instance and read its session in one statement, if this store can."""
 
+    def next_instance_number(self, config: TaskConfig) -> int:
+        """The number the next instance of ``config`` takes (read under the session's lock)."""
+
     def create_instance(self, instance: TaskInstance) -> None:
         """Insert a new instance (a replay's clone), setting its primary key."""
 

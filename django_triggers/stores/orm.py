@@ -124,22 +124,26 @@ class OrmStore:
             for config in state.configs
             if not state.open_instances[config.pk] or config.and_every == trigger_name
         ]
+        numbers = self._next_numbers(creatable)
+        for config in state.configs:
+            state.next_numbers[config.pk] = numbers.get(config.pk)
+        if creatable:
+            state.latest_kwargs = self._latest_kwargs(session_id, creatable, trigger_name)
+        return state
+
+    def next_instance_number(self, config: TaskConfig) -> int:
+        return self._next_numbers([config.pk])[config.pk]
+
+    def _next_numbers(self, config_ids: list[int]) -> dict[int, int]:
+        """The number the next instance of each config takes: one above its highest."""
         highest = dict(
-            TaskInstance.objects.using(using)
-            .filter(config_id__in=creatable)
+            TaskInstance.objects.using(self.using)
+            .filter(config_id__in=config_ids)
             .values("config_id")
             .annotate(highest=Max("number"))
             .values_list("config_id", "highest")
         )
-        for config in state.configs:
-            if config.pk in creatable:
-                number = highest.get(config.pk)
-                state.next_numbers[config.pk] = 0 if number is None else number + 1
-            else:
-                state.next_numbers[config.pk] = None
-        if creatable:
-            state.latest_kwargs = self._latest_kwargs(session_id, creatable, trigger_name)
-        return state
+        return {pk: 0 if highest.get(pk) is None else highest[pk] + 1 for pk in config_ids}
 
     def _latest_kwargs(
         self, session_id: int, config_ids: list[int], trigger_name: str
