@@ -11,14 +11,16 @@ offered the action nor allowed to post it.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.utils import display_for_value, unquote
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
@@ -26,13 +28,21 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, URLPattern, path, reverse
+from django.utils import dateformat, timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import slugify
 from django.utils.translation import gettext, gettext_lazy
 
-from django_triggers.graph import session_graph, to_dot, to_mermaid, to_svg
+from django_triggers.graph import (
+    focus,
+    session_graph,
+    to_dot,
+    to_mermaid,
+    to_svg,
+    workflow_order,
+)
 from django_triggers.management.base import (
     MANAGER_ERRORS,
     InvalidJSON,
@@ -58,12 +68,20 @@ REFUSALS = (*MANAGER_ERRORS, ImportError)
 STATUSES = [status for status, _ in TaskInstance.STATUS_CHOICES]
 UNRESOLVED_STATUSES = [s for s in STATUSES if s not in TaskInstance.RESOLVED_STATUSES]
 
-#: How many fires and instances the session page lists before pointing elsewhere.
-TIMELINE_LIMIT = 500
-INSTANCES_LIMIT = 500
+#: How many fires and instances each page of the session page's lists holds.
+TIMELINE_LIMIT = 50
+INSTANCES_LIMIT = 100
 #: How many instances each list of the session page's attention panel shows
-#: before it links to the rest.
-ATTENTION_LIMIT = 100
+#: before it links to the rest; the same for the tasks without an instance.
+ATTENTION_LIMIT = 50
+#: How many tasks the configuration section shows before it links to the rest;
+#: up to this many, it is open and shows the configuration as JSON too.
+CONFIGURATION_LIMIT = 50
+#: The most nodes the session page's diagram draws: past it, the diagram
+#: shows what needs attention and what is next to it, and links to the whole.
+DIAGRAM_LIMIT = 80
+#: Kwargs longer than this, as one line of JSON, are folded on the session page.
+KWARGS_FOLD = 100
 
 #: What the attention panel lists: each kind of instance needing attention,
 #: which instances those are, and the instance list's filter showing them all.
@@ -77,6 +95,74 @@ ATTENTION_KINDS: list[tuple[str, Q, dict[str, str]]] = [
     ),
     ("unresolved_logs", TaskInstance.unresolved_logs_q(), {"logs": "unresolved"}),
 ]
+
+
+@dataclass(frozen=True)
+class _Brief:
+    """What the session page reads of every instance of a session: a few columns."""
+
+    id: int
+    task_name: str
+    number: int
+    status: str
+    log_level: int
+    logs_marked_resolved: bool
+    status_changed_at: Any
+
+    def is_kind(self, kind: str) -> bool:
+        """Whether it belongs to the attention list ``kind`` (see :data:`ATTENTION_KINDS`)."""
+        if kind == "failed":
+            return self.status == TaskInstance.FAILED
+        if kind == "waiting":
+            return self.status == TaskInstance.UNSTARTED
+        if kind == "in_flight":
+            return self.status in (TaskInstance.SCHEDULED, TaskInstance.RUNNING)
+        # As TaskInstance.unresolved_logs_q() and TaskInstance.logs_resolved.
+        return (
+            self.log_level >= logging.ERROR
+            and not self.logs_marked_resolved
+            and self.status not in TaskInstance.LOGS_IRRELEVANT_STATUSES
+        )
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a long list of the session page: where it is and the links around it."""
+
+    number: int
+    count: int
+    total: int
+    previous_url: str | None
+    next_url: str | None
+
+    @property
+    def paginated(self) -> bool:
+        return self.count > 1
+
+
+def _page_number(request: HttpRequest, parameter: str, total: int, size: int) -> tuple[int, int]:
+    """The page asked for in ``parameter`` (1 if none or not a page), and how many there are."""
+    count = max(-(-total // size), 1)
+    try:
+        number = int(request.GET.get(parameter, "1"))
+    except ValueError:
+        number = 1
+    return min(max(number, 1), count), count
+
+
+def _page(request: HttpRequest, parameter: str, number: int, count: int, total: int) -> Page:
+    def url(to: int) -> str:
+        query = request.GET.copy()
+        query[parameter] = str(to)
+        return f"?{query.urlencode()}#{parameter.removesuffix('_page')}"
+
+    return Page(
+        number=number,
+        count=count,
+        total=total,
+        previous_url=url(number - 1) if number > 1 else None,
+        next_url=url(number + 1) if number < count else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -463,7 +549,7 @@ def _act_on_failed_instances(
 class TriggerSessionAdmin(OperatorAdmin):
     list_display = [
         "uid",
-        "created",
+        "created_at",
         "last_fire",
         "instance_counts",
         "unresolved",
@@ -499,9 +585,13 @@ class TriggerSessionAdmin(OperatorAdmin):
             )
         )
 
-    @admin.display(description="last fire", ordering="last_fire_at")
+    @admin.display(description=gettext_lazy("created"), ordering="created")
+    def created_at(self, session: TriggerSession) -> str:
+        return _when(session.created)
+
+    @admin.display(description=gettext_lazy("last fire"), ordering="last_fire_at")
     def last_fire(self, session: TriggerSession) -> str:
-        return display_for_value(getattr(session, "last_fire_at", None), "-")
+        return _when(getattr(session, "last_fire_at", None))
 
     @admin.display(description="instances")
     def instance_counts(self, session: TriggerSession) -> SafeString | str:
@@ -540,6 +630,12 @@ class TriggerSessionAdmin(OperatorAdmin):
                 name=f"{info}_mermaid",
             ),
             path("<path:object_id>/graph.dot", self._wrap(self.dot_view), name=f"{info}_dot"),
+            path("<path:object_id>/graph.svg", self._wrap(self.svg_view), name=f"{info}_svg"),
+            path(
+                "<path:object_id>/configuration.json",
+                self._wrap(self.configuration_view),
+                name=f"{info}_configuration",
+            ),
             *super().get_urls(),
         ]
 
@@ -558,69 +654,122 @@ class TriggerSessionAdmin(OperatorAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
     def _overview(self, request: HttpRequest, session: TriggerSession) -> dict[str, Any]:
-        """What the session page shows below its fields, in a number of queries that
-        does not grow with the session."""
+        """What the session page shows below its fields.
+
+        In a number of queries that does not grow with the session, and in
+        HTML of a bounded size: what needs attention comes first, complete in
+        its counts, with links to whatever a list leaves out; the long lists
+        come a page at a time; the diagram of a big workflow shows the part
+        needing attention, and links to the whole.
+        """
         manager = TriggerManager.of_session(session)
         can_replay = can_replay_instances(request)
         can_skip = can_skip_instances(request)
-
-        def row_of(instance: TaskInstance) -> dict[str, Any]:
-            return self._instance_row(instance, can_replay=can_replay, can_skip=can_skip)
-
-        instances = list(
-            TaskInstance.objects.filter(session=session)
-            .select_related("config", "parent")
-            .order_by("task_name", "number")[: INSTANCES_LIMIT + 1]
-        )
-        rows = [row_of(instance) for instance in instances[:INSTANCES_LIMIT]]
         instances_url = self._url("changelist", model=TaskInstance)
-        attention = self._attention(session, instances_url, row_of)
 
-        fired_count = FiredTrigger.objects.filter(session=session).count()
-        fired = list(FiredTrigger.objects.filter(session=session).order_by("-id")[:TIMELINE_LIMIT])[
-            ::-1
-        ]
-        instance_urls = {row["instance"].name: row["url"] for row in rows}
-        timeline = [
-            {
-                "fired": item,
-                "number": fired_count - len(fired) + index + 1,
-                "kwargs": pretty_json(item.kwargs),
-                "scheduled": [(name, instance_urls.get(name)) for name in item.scheduled_instances],
-            }
-            for index, item in enumerate(fired)
-        ]
+        configs = list(TaskConfig.objects.filter(session=session).order_by("id"))
+        order = workflow_order({config.name: config.after for config in configs})
+        rank = {name: index for index, name in enumerate(order)}
+        briefs = sorted(
+            (
+                _Brief(*values)
+                for values in TaskInstance.objects.filter(session=session)
+                .order_by()
+                .values_list(
+                    "id",
+                    "task_name",
+                    "number",
+                    "status",
+                    "log_level",
+                    "logs_marked_resolved",
+                    "status_changed_at",
+                )
+            ),
+            key=lambda brief: (rank.get(brief.task_name, len(rank)), brief.task_name, brief.number),
+        )
 
-        configuration = manager.get_configuration()
-        graph = session_graph(manager)
+        # Which instances the page lists: the attention panel's, and a page of all.
+        listed_ids: dict[str, list[int]] = {}
+        totals: dict[str, int] = {}
+        for kind, _, _ in ATTENTION_KINDS:
+            members = [brief for brief in briefs if brief.is_kind(kind)]
+            if kind == "in_flight":
+                # The longest in flight first: those are the ones that may be stuck.
+                members.sort(key=lambda brief: brief.status_changed_at)
+            totals[kind] = len(members)
+            listed_ids[kind] = [brief.id for brief in members[:ATTENTION_LIMIT]]
+        number, count = _page_number(request, "instances_page", len(briefs), INSTANCES_LIMIT)
+        start = (number - 1) * INSTANCES_LIMIT
+        page_ids = [brief.id for brief in briefs[start : start + INSTANCES_LIMIT]]
+        wanted = set(page_ids).union(*listed_ids.values())
+        by_id = {
+            instance.pk: self._instance_row(instance, can_replay=can_replay, can_skip=can_skip)
+            for instance in TaskInstance.objects.filter(pk__in=wanted).select_related(
+                "config", "parent"
+            )
+        }
+        rows = [by_id[pk] for pk in page_ids if pk in by_id]
+        attention: dict[str, Any] = {}
+        for kind, _, changelist_filter in ATTENTION_KINDS:
+            query = urlencode({"session__id__exact": str(session.pk), **changelist_filter})
+            attention[kind] = AttentionList(
+                rows=[by_id[pk] for pk in listed_ids[kind] if pk in by_id],
+                total=totals[kind],
+                url=f"{instances_url}?{query}",
+            )
+
+        graph = session_graph(manager, configs)
         fired_names = {
             node.label for node in graph.nodes if node.kind == "trigger" and node.status == "fired"
         }
-        attention["not_started"] = [
-            {
-                "name": config.name,
-                "after_missing": [name for name in config.after if name not in fired_names],
-                "after_fired": [name for name in config.after if name in fired_names],
-            }
-            for config in TaskConfig.objects.filter(session=session, instances__isnull=True)
-            .distinct()
-            .order_by("name")
-        ]
+        started_tasks = {brief.task_name for brief in briefs}
+        by_name = {config.name: config for config in configs}
+        not_started = [name for name in order if name not in started_tasks]
+        configs_url = self._url("changelist", model=TaskConfig)
+        attention["not_started"] = AttentionList(
+            rows=[
+                {
+                    "name": name,
+                    "after_missing": [n for n in by_name[name].after if n not in fired_names],
+                    "after_fired": [n for n in by_name[name].after if n in fired_names],
+                }
+                for name in not_started[:ATTENTION_LIMIT]
+            ],
+            total=len(not_started),
+            url=f"{configs_url}?{urlencode({'session__id__exact': session.pk})}&instances=none",
+        )
+
+        status_counts = {status: 0 for status in STATUSES}
+        for brief in briefs:
+            status_counts[brief.status] = status_counts.get(brief.status, 0) + 1
+        part = focus(graph, DIAGRAM_LIMIT)
+        configuration = {config.name: config.as_directives() for config in configs}
+        shown_configs = order[:CONFIGURATION_LIMIT]
         return {
             "attention": attention,
             "needs_attention": any(attention.values()),
+            "status_counts": [(status, n) for status, n in status_counts.items() if n],
+            "instance_count": len(briefs),
             "instance_rows": rows,
-            "instances_truncated": len(instances) > INSTANCES_LIMIT,
+            "instances_page": _page(request, "instances_page", number, count, len(briefs)),
+            "instances_truncated": count > 1,
             "instances_url": f"{instances_url}?{urlencode({'session__id__exact': session.pk})}",
+            "task_count": len(configs),
             "configuration": [
-                {"name": name, "directives": _directive_rows(directives)}
-                for name, directives in configuration.items()
+                {"name": name, "directives": _directive_rows(configuration[name])}
+                for name in shown_configs
             ],
-            "configuration_json": pretty_json(configuration),
-            "timeline": timeline,
-            "timeline_hidden": fired_count - len(fired),
+            "configuration_hidden": len(configs) - len(shown_configs),
+            "configuration_json": (
+                pretty_json(configuration) if len(configs) <= CONFIGURATION_LIMIT else None
+            ),
+            "configuration_url": f"{configs_url}?{urlencode({'session__id__exact': session.pk})}",
+            "configuration_json_url": self._url("configuration", session.pk),
+            **self._timeline(request, session),
             # to_svg escapes every name it draws: this is the one markup marked safe.
-            "graph_svg": mark_safe(to_svg(graph)),
+            "graph_svg": mark_safe(to_svg(part.graph)),
+            "graph_focus": part,
+            "graph_url": self._url("svg", session.pk),
             "mermaid_url": self._url("mermaid", session.pk),
             "dot_url": self._url("dot", session.pk),
             "fire_trigger_url": (
@@ -628,37 +777,51 @@ class TriggerSessionAdmin(OperatorAdmin):
             ),
         }
 
-    def _attention(
-        self,
-        session: TriggerSession,
-        instances_url: str,
-        row_of: Callable[[TaskInstance], dict[str, Any]],
-    ) -> dict[str, Any]:
-        """The instances needing attention, by kind: their true numbers, and the first ones.
-
-        Each kind is read on its own, so that none is missing from the panel
-        because the session has many instances of others.
-        """
-        instances = TaskInstance.objects.filter(session=session)
-        totals = instances.aggregate(
-            **{kind: Count("pk", filter=condition) for kind, condition, _ in ATTENTION_KINDS}
+    def _timeline(self, request: HttpRequest, session: TriggerSession) -> dict[str, Any]:
+        """A page of the session's fires, the latest first page, each page in the order fired."""
+        fires = FiredTrigger.objects.filter(session=session)
+        fired_count = fires.count()
+        number, count = _page_number(request, "timeline_page", fired_count, TIMELINE_LIMIT)
+        offset = (number - 1) * TIMELINE_LIMIT
+        fired = list(fires.order_by("-id")[offset : offset + TIMELINE_LIMIT])[::-1]
+        scheduled_names = {name for item in fired for name in item.scheduled_instances}
+        instance_ids = (
+            dict(
+                TaskInstance.objects.filter(session=session, name__in=scheduled_names)
+                .order_by()
+                .values_list("name", "pk")
+            )
+            if scheduled_names
+            else {}
         )
-        attention: dict[str, Any] = {}
-        for kind, condition, changelist_filter in ATTENTION_KINDS:
-            listed = (
-                instances.filter(condition)
-                .select_related("config")
-                .order_by("task_name", "number")[:ATTENTION_LIMIT]
-                if totals[kind]
-                else []
+        first_number = fired_count - offset - len(fired) + 1
+        timeline = []
+        for index, item in enumerate(fired):
+            line = json.dumps(item.kwargs, ensure_ascii=False, cls=DjangoJSONEncoder)
+            timeline.append(
+                {
+                    "fired": item,
+                    "number": first_number + index,
+                    "kwargs": pretty_json(item.kwargs),
+                    "kwargs_line": line if len(line) <= KWARGS_FOLD else None,
+                    "kwargs_summary": line[: KWARGS_FOLD - 1] + "\u2026",
+                    "scheduled": [
+                        (
+                            name,
+                            self._url("change", instance_ids[name], model=TaskInstance)
+                            if name in instance_ids
+                            else None,
+                        )
+                        for name in item.scheduled_instances
+                    ],
+                }
             )
-            query = urlencode({"session__id__exact": str(session.pk), **changelist_filter})
-            attention[kind] = AttentionList(
-                rows=[row_of(instance) for instance in listed],
-                total=totals[kind],
-                url=f"{instances_url}?{query}",
-            )
-        return attention
+        return {
+            "timeline": timeline,
+            "timeline_count": fired_count,
+            "timeline_page": _page(request, "timeline_page", number, count, fired_count),
+            "timeline_hidden": fired_count - len(fired),
+        }
 
     def _instance_row(
         self, instance: TaskInstance, *, can_replay: bool, can_skip: bool
@@ -695,6 +858,28 @@ class TriggerSessionAdmin(OperatorAdmin):
     def dot_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return self._graph_text(request, object_id, to_dot, "dot")
 
+    def svg_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The whole diagram, however big, as an SVG image the browser shows."""
+        session, redirect = self._object_or_redirect(request, object_id)
+        if redirect:
+            return redirect
+        svg = to_svg(session_graph(TriggerManager.of_session(session)))
+        response = HttpResponse(svg, content_type="image/svg+xml; charset=utf-8")
+        # Names in it are escaped; nothing in it may run or load anything.
+        response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+        return response
+
+    def configuration_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The configuration as written, as JSON: all of it, however many tasks."""
+        session, redirect = self._object_or_redirect(request, object_id)
+        if redirect:
+            return redirect
+        configuration = {
+            config.name: config.as_directives()
+            for config in TaskConfig.objects.filter(session=session).order_by("id")
+        }
+        return self._download(session, pretty_json(configuration), "json", "application/json")
+
     def _graph_text(
         self,
         request: HttpRequest,
@@ -706,7 +891,12 @@ class TriggerSessionAdmin(OperatorAdmin):
         if redirect:
             return redirect
         text = render(session_graph(TriggerManager.of_session(session)))
-        response = HttpResponse(text, content_type="text/plain; charset=utf-8")
+        return self._download(session, text, extension, "text/plain")
+
+    def _download(
+        self, session: TriggerSession, text: str, extension: str, content_type: str
+    ) -> HttpResponse:
+        response = HttpResponse(text, content_type=f"{content_type}; charset=utf-8")
         filename = f"{slugify(session.uid) or 'session'}-{session.pk}.{extension}"
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
@@ -811,6 +1001,13 @@ class TriggerSessionAdmin(OperatorAdmin):
             session=session,
             known_triggers=known,
         )
+
+
+def _when(value: datetime | None) -> str:
+    """A moment to the second, in the current time zone, short enough not to wrap."""
+    if value is None:
+        return "-"
+    return dateformat.format(timezone.localtime(value), "Y-m-d H:i:s")
 
 
 def _directive_rows(directives: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -1387,9 +1584,28 @@ def _names_html(names: Iterable[str], css_class: str) -> SafeString:
 # -- configuration and fires (read-only lists) ----------------------------------------
 
 
+class ConfigInstancesFilter(admin.SimpleListFilter):
+    """Tasks with an instance, or without one yet."""
+
+    title = gettext_lazy("instances")
+    parameter_name = "instances"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, StrOrPromise]]:
+        return [("none", gettext_lazy("none yet")), ("some", gettext_lazy("at least one"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        instances = TaskInstance.objects.filter(config=OuterRef("pk"))
+        if self.value() == "none":
+            return queryset.exclude(Exists(instances))
+        if self.value() == "some":
+            return queryset.filter(Exists(instances))
+        return queryset
+
+
 @admin.register(TaskConfig)
 class TaskConfigAdmin(OperatorAdmin):
     list_display = ["name", "session", "run", "after_names", "and_every", "unless_names"]
+    list_filter = [ConfigInstancesFilter]
     search_fields = ["name", "session__uid", "run"]
     list_select_related = ["session"]
     actions = None

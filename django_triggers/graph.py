@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import html
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import TYPE_CHECKING
@@ -79,14 +79,55 @@ def task_id(name: str) -> str:
     return f"{TASK}:{name}"
 
 
-def session_graph(manager: TriggerManager) -> Graph:
+def workflow_order(waits_for: Mapping[str, Iterable[str]]) -> list[str]:
+    """Task names in the order their work happens: what runs first comes first.
+
+    ``waits_for`` maps each task, in the order it was configured, to the
+    triggers it runs after. A task waiting for another task's trigger (its
+    cascade) comes after that task; tasks at the same depth keep the order
+    they were configured in. A cycle is broken where it is met.
+    """
+    names = list(waits_for)
+    position = {name: index for index, name in enumerate(names)}
+    depth: dict[str, int] = {}
+    for name in names:
+        if name in depth:
+            continue
+        stack, on_stack = [name], {name}
+        while stack:
+            current = stack[-1]
+            pending = next(
+                (
+                    before
+                    for before in waits_for[current]
+                    if before in position and before not in depth and before not in on_stack
+                ),
+                None,
+            )
+            if pending is not None:
+                stack.append(pending)
+                on_stack.add(pending)
+                continue
+            stack.pop()
+            on_stack.discard(current)
+            depth[current] = max(
+                (depth[before] + 1 for before in waits_for[current] if before in depth),
+                default=0,
+            )
+    return sorted(names, key=lambda name: (depth[name], position[name]))
+
+
+def session_graph(manager: TriggerManager, configs: Iterable[TaskConfig] | None = None) -> Graph:
     """The graph of ``manager``'s session, in a deterministic order.
 
     Nodes: triggers sorted by name, then tasks sorted by name. Edges: sorted
-    by source, target and kind.
+    by source, target and kind. ``configs``, the session's configurations if
+    the caller has read them already, saves reading them again.
     """
     session = manager.session
-    configs = list(TaskConfig.objects.filter(session=session).order_by("name"))
+    if configs is None:
+        configs = TaskConfig.objects.filter(session=session)
+    configs = sorted(configs, key=lambda config: config.name)
     fired = set(
         FiredTrigger.objects.filter(session=session)
         .order_by()
@@ -129,6 +170,102 @@ def session_graph(manager: TriggerManager) -> Graph:
         edges, key=lambda edge: (edge.source, edge.target, EDGE_KINDS.index(edge.kind))
     )
     return Graph(nodes=(*trigger_nodes, *task_nodes), edges=tuple(ordered_edges))
+
+
+#: Statuses of the tasks a focused graph centres on, most urgent first.
+FOCUS_STATUSES = (
+    TaskInstance.FAILED,
+    TaskInstance.RUNNING,
+    TaskInstance.SCHEDULED,
+    TaskInstance.UNSTARTED,
+)
+
+
+@dataclass(frozen=True)
+class Focus:
+    """Part of a graph: what needs attention and what is next to it."""
+
+    graph: Graph
+    #: How many tasks the part holds, and how many the whole graph does.
+    tasks_shown: int
+    tasks_total: int
+
+    @property
+    def is_whole(self) -> bool:
+        return self.tasks_shown == self.tasks_total
+
+
+def task_count(graph: Graph) -> int:
+    return sum(1 for node in graph.nodes if node.kind == TASK)
+
+
+def focus(graph: Graph, limit: int) -> Focus:
+    """The part of ``graph`` around the tasks needing attention, of at most ``limit`` nodes.
+
+    A graph of ``limit`` nodes or fewer is returned whole. Otherwise the part
+    holds the failed tasks first, then those running, scheduled and waiting
+    (a third of ``limit`` at most), then, as room allows, what is next to
+    each: the triggers it waits for and the tasks firing them, the tasks
+    waiting for its own trigger. Without such tasks, it centres on the tasks
+    without an instance yet, else on the first tasks.
+    """
+    total = task_count(graph)
+    if len(graph.nodes) <= limit:
+        return Focus(graph, total, total)
+    tasks = [node for node in graph.nodes if node.kind == TASK]
+    rank = {status: index for index, status in enumerate(FOCUS_STATUSES)}
+    central = (
+        sorted(
+            (node for node in tasks if node.status in rank),
+            key=lambda node: rank[node.status or ""],
+        )
+        or [node for node in tasks if node.status is None]
+        or tasks
+    )
+    neighbours: dict[str, list[str]] = defaultdict(list)
+    for edge in graph.edges:
+        neighbours[edge.source].append(edge.target)
+        neighbours[edge.target].append(edge.source)
+    chosen: dict[str, None] = {}
+    for node in central[: max(limit // 3, 1)]:
+        chosen[node.id] = None
+    # Breadth first from the central tasks: a trigger and the tasks beyond it.
+    # A trigger the application fires (``start``, ``page``) may lead to
+    # hundreds of tasks: it is shown, but not gone through.
+    cascaded = {edge.target for edge in graph.edges if edge.kind == CASCADE}
+    frontier = list(chosen)
+    for _ in range(4):
+        following = []
+        for node_id in frontier:
+            if node_id.startswith(f"{TRIGGER}:") and node_id not in cascaded:
+                continue
+            for other in neighbours[node_id]:
+                if len(chosen) >= limit:
+                    break
+                if other not in chosen:
+                    chosen[other] = None
+                    following.append(other)
+        frontier = following
+    nodes = tuple(node for node in graph.nodes if node.id in chosen)
+    edges = tuple(e for e in graph.edges if e.source in chosen and e.target in chosen)
+    return Focus(Graph(nodes, edges), task_count(Graph(nodes, ())), total)
+
+
+def merge_cascades(graph: Graph) -> Graph:
+    """``graph`` with each task's own trigger drawn as part of the task.
+
+    The trigger a task fires when it finishes (its cascade) is not a node of
+    its own: the edges leaving it leave the task. Triggers fired by the
+    application and the edges from them stay as they are.
+    """
+    owner = {edge.target: edge.source for edge in graph.edges if edge.kind == CASCADE}
+    nodes = tuple(node for node in graph.nodes if node.id not in owner)
+    edges = tuple(
+        Edge(owner.get(edge.source, edge.source), edge.target, edge.kind)
+        for edge in graph.edges
+        if edge.kind != CASCADE
+    )
+    return Graph(nodes, edges)
 
 
 # -- text ---------------------------------------------------------------------
@@ -273,7 +410,7 @@ _EDGE_STYLES = {
     AFTER: ("#4b5563", 1.5, "", "after"),
     AND_EVERY: ("#2563eb", 2.5, "", "andEvery (each fire: a new instance)"),
     UNLESS: ("#dc2626", 1.5, "6 4", "unless"),
-    CASCADE: ("#059669", 1.5, "2 3", "cascade (fires when finished)"),
+    CASCADE: ("#059669", 1.5, "2 3", "after a task (when it finishes)"),
 }
 
 _FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
@@ -289,6 +426,11 @@ _LAYER_GAP = 64
 _MARGIN = 16
 _WAYPOINT_HEIGHT = 6
 _WAYPOINT_WIDTH = 24
+#: The most boxes stacked in one column, and the widest a band of columns gets
+#: before the next columns wrap below it.
+_MAX_ROWS = 14
+_MAX_WIDTH = 1400
+_BAND_GAP = 40
 
 
 @dataclass
@@ -302,6 +444,7 @@ class _Box:
     y: float = 0.0
     width: float = 0.0
     height: float = 0.0
+    layer: int = 0
 
     @property
     def cx(self) -> float:
@@ -356,12 +499,19 @@ def _layers(graph: Graph) -> dict[str, int]:
                     stack.append(following)
         return False
 
-    ordered = [edge for edge in graph.edges if edge.kind != UNLESS] + [
-        edge for edge in graph.edges if edge.kind == UNLESS
-    ]
-    for edge in ordered:
-        if edge.source != edge.target and not reaches(edge.target, edge.source):
+    def keep_unless_acyclic(edges: list[Edge]) -> None:
+        for edge in edges:
+            if edge.source != edge.target and not reaches(edge.target, edge.source):
+                successors[edge.source].append(edge.target)
+
+    firm = [edge for edge in graph.edges if edge.kind != UNLESS]
+    if _acyclic(firm):
+        # The usual case, checked once rather than edge by edge.
+        for edge in firm:
             successors[edge.source].append(edge.target)
+    else:
+        keep_unless_acyclic(firm)
+    keep_unless_acyclic([edge for edge in graph.edges if edge.kind == UNLESS])
 
     predecessors: dict[str, list[str]] = defaultdict(list)
     for source, targets in successors.items():
@@ -391,6 +541,26 @@ def _layers(graph: Graph) -> dict[str, int]:
         if not predecessors[node.id] and successors[node.id]:
             layer[node.id] = min(layer[target] for target in successors[node.id]) - 1
     return layer
+
+
+def _acyclic(edges: list[Edge]) -> bool:
+    """Whether ``edges`` form no cycle (Kahn's algorithm)."""
+    successors: dict[str, list[str]] = defaultdict(list)
+    incoming: dict[str, int] = defaultdict(int)
+    for edge in edges:
+        successors[edge.source].append(edge.target)
+        incoming[edge.target] += 1
+        incoming.setdefault(edge.source, 0)
+    ready = [node for node, count in incoming.items() if count == 0]
+    seen = 0
+    while ready:
+        node = ready.pop()
+        seen += 1
+        for target in successors[node]:
+            incoming[target] -= 1
+            if incoming[target] == 0:
+                ready.append(target)
+    return seen == len(incoming)
 
 
 def _layout(graph: Graph) -> _Drawing:
@@ -432,23 +602,49 @@ def _layout(graph: Graph) -> _Drawing:
 
     _order_columns(columns, neighbours)
 
-    heights = [
-        sum(box.height for box in column) + _ROW_GAP * (len(column) - 1) for column in columns
-    ]
-    total_height = max(heights, default=0.0)
-    x = float(_MARGIN)
-    for column, column_height in zip(columns, heights, strict=True):
-        column_width = max((box.width for box in column), default=0.0) or _WAYPOINT_WIDTH
-        y = _MARGIN + (total_height - column_height) / 2
+    for column_index, column in enumerate(columns):
         for box in column:
-            if box.node is None:
-                box.width = column_width
-            box.x = x + (column_width - box.width) / 2
-            box.y = y
-            y += box.height + _ROW_GAP
-        x += column_width + _LAYER_GAP
-    width = x - _LAYER_GAP + _MARGIN if columns else 2 * _MARGIN
-    return _Drawing(boxes, routes, width, total_height + 2 * _MARGIN)
+            box.layer = column_index
+    slots = [chunk for column in columns for chunk in _split(column)]
+    heights = [sum(box.height for box in slot) + _ROW_GAP * (len(slot) - 1) for slot in slots]
+    widths = [max((box.width for box in slot), default=0.0) or _WAYPOINT_WIDTH for slot in slots]
+    # Columns wrap into bands, one under the other, as words into lines.
+    bands: list[list[int]] = [[]]
+    x = float(_MARGIN)
+    for index, slot_width in enumerate(widths):
+        if bands[-1] and x + slot_width + _MARGIN > _MAX_WIDTH:
+            bands.append([])
+            x = float(_MARGIN)
+        bands[-1].append(index)
+        x += slot_width + _LAYER_GAP
+    width = 2.0 * _MARGIN
+    top = float(_MARGIN)
+    for band in bands:
+        band_height = max((heights[index] for index in band), default=0.0)
+        x = float(_MARGIN)
+        for index in band:
+            slot, slot_width = slots[index], widths[index]
+            y = top + (band_height - heights[index]) / 2
+            for box in slot:
+                if box.node is None:
+                    box.width = slot_width
+                box.x = x + (slot_width - box.width) / 2
+                box.y = y
+                y += box.height + _ROW_GAP
+            x += slot_width + _LAYER_GAP
+        width = max(width, x - _LAYER_GAP + _MARGIN)
+        top += band_height + _BAND_GAP
+    height = top - _BAND_GAP + _MARGIN if slots else 2.0 * _MARGIN
+    return _Drawing(boxes, routes, width, height)
+
+
+def _split(column: list[_Box]) -> list[list[_Box]]:
+    """A column too tall to read, cut into columns of about equal height side by side."""
+    if len(column) <= _MAX_ROWS:
+        return [column]
+    count = -(-len(column) // _MAX_ROWS)
+    size = -(-len(column) // count)
+    return [column[start : start + size] for start in range(0, len(column), size)]
 
 
 def _order_columns(columns: list[list[_Box]], neighbours: dict[str, list[str]]) -> None:
@@ -480,7 +676,7 @@ def _order_columns(columns: list[list[_Box]], neighbours: dict[str, list[str]]) 
 
 
 def _edge_path(source: _Box, target: _Box, waypoints: list[_Box]) -> str:
-    if target.x <= source.x + source.width:
+    if target.layer <= source.layer:
         # An edge that goes back (a cycle through ``unless``): loop under both nodes.
         x1, y1 = source.cx, source.y + source.height
         x2, y2 = target.cx, target.y + target.height
@@ -496,6 +692,9 @@ def _edge_path(source: _Box, target: _Box, waypoints: list[_Box]) -> str:
         (x1, y1), (x2, y2) = points[index - 1], points[index]
         if index % 2 == 0:
             path.append(f"L{x2:.1f},{y2:.1f}")
+        elif x2 < x1:
+            # On to the next band (or column of the same layer): swing round.
+            path.append(f"C{x1 + 40:.1f},{y1:.1f} {x2 - 40:.1f},{y2:.1f} {x2:.1f},{y2:.1f}")
         else:
             bend = (x2 - x1) / 2
             path.append(f"C{x1 + bend:.1f},{y1:.1f} {x2 - bend:.1f},{y2:.1f} {x2:.1f},{y2:.1f}")
@@ -599,9 +798,13 @@ def to_svg(graph: Graph) -> str:
     """A self-contained SVG drawing of the graph, laid out in columns from left to right.
 
     Tasks are boxes coloured by the status of their latest instance; triggers
-    are pills, filled once fired. Every name is escaped, so the result can be
-    embedded in an HTML page as it is.
+    are pills, filled once fired. A task's own trigger is part of its box: the
+    edges it leads to leave the task (see :func:`merge_cascades`). Columns
+    taller than :data:`_MAX_ROWS` boxes are cut side by side, and columns
+    wrap into bands under each other past :data:`_MAX_WIDTH` pixels. Every
+    name is escaped, so the result can be embedded in an HTML page as it is.
     """
+    graph = merge_cascades(graph)
     drawing = _layout(graph)
     boxes = drawing.boxes
     labels = {node.id: node.label for node in graph.nodes}
@@ -635,15 +838,17 @@ def to_svg(graph: Graph) -> str:
         )
     parts.append('<g class="edges" fill="none">')
     for edge, waypoints in drawing.routes:
-        colour, stroke_width, dash, _ = _EDGE_STYLES[edge.kind]
+        # Leaving a task, an ``after`` edge is its cascade: the task finishes, the next runs.
+        kind = CASCADE if edge.kind == AFTER and edge.source.startswith(f"{TASK}:") else edge.kind
+        colour, stroke_width, dash, _ = _EDGE_STYLES[kind]
         dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
         source, target = boxes[edge.source], boxes[edge.target]
         ends = f"{printable(labels[edge.source])} \u2192 {printable(labels[edge.target])}"
-        title = f"{ends}: {edge.kind}"
+        title = f"{ends}: {kind}"
         parts.append(
-            f'<path class="edge {edge.kind}" d="{_edge_path(source, target, waypoints)}" '
+            f'<path class="edge {kind}" d="{_edge_path(source, target, waypoints)}" '
             f'stroke="{colour}" '
-            f'stroke-width="{stroke_width}"{dash_attr} marker-end="url(#dt-arrow-{edge.kind})">'
+            f'stroke-width="{stroke_width}"{dash_attr} marker-end="url(#dt-arrow-{kind})">'
             f"<title>{_attr(title)}</title></path>"
         )
     parts.append("</g>")

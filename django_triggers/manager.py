@@ -25,7 +25,8 @@ from django.db.models import Exists, Max, OuterRef, Subquery
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from django_triggers import encoding, rules, signals
+from django_triggers import encoding, instrumentation, rules, signals
+from django_triggers.aio import AsyncManagerMixin
 from django_triggers.conf import get_setting
 from django_triggers.configuration import (
     MAX_NAME_LENGTH,
@@ -71,7 +72,7 @@ logger = logging.getLogger(__name__)
 InstanceRef = str | TaskInstance
 
 
-class TriggerManager:
+class TriggerManager(AsyncManagerMixin):
     """Controller of one trigger session, found (or created) by its uid.
 
     Constructing it reads and writes nothing: the session's row is read, or
@@ -301,16 +302,19 @@ class TriggerManager:
             raise ValueError(f"unknown fire source {source!r}")
         if event_id is not None:
             encoding.check_name(event_id, what="an event id", max_length=MAX_NAME_LENGTH)
-        if self._may_fire_without_lock():
-            # Read without the lock, write only if nothing read has changed
-            # since: two statements instead of five, unless another fire
-            # into a task of this one commits in between.
-            scheduled = self._apply_fire(trigger_name, kwargs, source, event_id, optimistic=True)
-            if scheduled is not None:
-                return scheduled
-            self._note_contention()
-        with self._locked(bump=False):  # the fire's write moves the version on
-            return self._fire_locked(trigger_name, kwargs, source, event_id)
+        with instrumentation.firing(self.session_uid, trigger_name, source):
+            if self._may_fire_without_lock():
+                # Read without the lock, write only if nothing read has changed
+                # since: two statements instead of five, unless another fire
+                # into a task of this one commits in between.
+                scheduled = self._apply_fire(
+                    trigger_name, kwargs, source, event_id, optimistic=True
+                )
+                if scheduled is not None:
+                    return scheduled
+                self._note_contention()
+            with self._locked(bump=False):  # the fire's write moves the version on
+                return self._fire_locked(trigger_name, kwargs, source, event_id)
 
     def _may_fire_without_lock(self) -> bool:
         """Whether the next fire may try without the session's lock (see ``stores``)."""
@@ -333,7 +337,8 @@ class TriggerManager:
         event_id: str | None = None,
     ) -> list[TaskInstance]:
         """Apply a fire while holding the session's lock."""
-        scheduled = self._apply_fire(trigger_name, kwargs, source, event_id)
+        with instrumentation.firing(self.session_uid, trigger_name, source):
+            scheduled = self._apply_fire(trigger_name, kwargs, source, event_id)
         if scheduled is None:  # pragma: no cover - the lock keeps the version still
             raise RuntimeError(f"session {self.session_uid!r} changed under its lock")
         return scheduled
@@ -413,6 +418,7 @@ class TriggerManager:
             event_id=event_id or "",
             scheduled_instances=[instance.name for instance in scheduled],
             fired_at=now,
+            trace_context=instrumentation.trace_context(),
         )
         finished = None
         if finishing is not None:
@@ -491,6 +497,7 @@ class TriggerManager:
                     self.session_uid,
                 )
                 self._note_dispatch_error(instance, exc)
+                instrumentation.dispatch_failed(self.runner_name_for(instance.config))
 
     def _note_dispatch_error(self, instance: TaskInstance, exc: Exception) -> None:
         """Record why the runner refused the instance, and that it was not dispatched."""
@@ -888,6 +895,13 @@ class TriggerManager:
         ``celery_result``, the row of its Celery task's result, is written in
         the same transaction, so exactly when the instance is finished.
         """
+        cascade = FiredTrigger.CASCADE
+        with instrumentation.firing(self.session_uid, instance.task_name, cascade):
+            return self._finish_instance(instance, result, celery_result)
+
+    def _finish_instance(
+        self, instance: TaskInstance, result: dict[str, Any], celery_result: Upsert | None
+    ) -> bool:
         prefetched, self._cascade_read = self._cascade_read, None
         if self._may_fire_without_lock():
             # The cascade's write finishes the instance too: one statement,

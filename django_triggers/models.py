@@ -156,6 +156,9 @@ class FiredTrigger(models.Model):
     #: Names of the instances this fire scheduled.
     scheduled_instances = models.JSONField(default=list)
     fired_at = models.DateTimeField(auto_now_add=True)
+    #: The W3C trace context (``traceparent``, ``tracestate``) of the fire's
+    #: span, when OpenTelemetry traces it; the runs it feeds link to it.
+    trace_context = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["session", "id"]

@@ -33,6 +33,7 @@ from functools import partial
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from django_triggers import metrics
 from django_triggers.exceptions import ManagerClassError, SessionNotFound
 from django_triggers.manager import TriggerManager
 from django_triggers.models import TaskInstance
@@ -194,6 +195,9 @@ def recover(
             report.failed_stuck,
             lambda manager, name: manager.fail_stuck_instance(name, stuck_before),
         )
+    outcomes = report.as_dict()
+    del outcomes["redispatched"]  # the sum of two others
+    metrics.count_recovery({outcome: len(keys) for outcome, keys in outcomes.items()})
     return report
 
 

@@ -30,7 +30,7 @@ from celery import Task, states
 from django.apps import apps
 from django.db import OperationalError, connections, router
 
-from django_triggers import encoding, registry
+from django_triggers import encoding, instrumentation, registry
 from django_triggers.configuration import check_cooldown
 from django_triggers.exceptions import (
     ManagerClassError,
@@ -250,6 +250,11 @@ class TriggerTask(Task):
     def _run_started(
         self, manager: TriggerManager, instance: TaskInstance
     ) -> dict[str, Any] | None:
+        """Run an instance just moved to ``running`` (a ``triggers.run`` span, if traced)."""
+        with instrumentation.running(manager.session_uid, manager.database, instance):
+            return self._run_to_end(manager, instance)
+
+    def _run_to_end(self, manager: TriggerManager, instance: TaskInstance) -> dict[str, Any] | None:
         """Run an instance just moved to ``running``, and record how it ended.
 
         Whatever ``_run`` does (returns, raises any exception, ``SystemExit``

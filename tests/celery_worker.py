@@ -181,6 +181,8 @@ class CeleryWorker:
         self.log_dir = Path(log_dir)
         self.log_path = self.log_dir / f"{self.name}.log"
         self.output_path = self.log_dir / f"{self.name}.out"
+        #: The directory the worker runs in (a project other than the example's, say).
+        self.cwd = ROOT
         self.process: subprocess.Popen[bytes] | None = None
         #: ``name@host``, once the worker has reported itself ready.
         self.nodename: str | None = None
@@ -242,7 +244,7 @@ class CeleryWorker:
         with self.output_path.open("ab") as output:
             self.process = subprocess.Popen(
                 self.command(),
-                cwd=ROOT,
+                cwd=self.cwd,
                 env=self.environment(),
                 stdin=subprocess.DEVNULL,
                 stdout=output,

@@ -280,7 +280,7 @@ def test_session_page_lists_tasks_without_an_instance_and_their_missing_triggers
 ):
     response = admin_client.get(session_url(manager.session))
 
-    assert response.context["attention"]["not_started"] == [
+    assert response.context["attention"]["not_started"].rows == [
         {"name": "t_a", "after_missing": ["a"], "after_fired": []},
         {"name": "t_b", "after_missing": ["t_a"], "after_fired": []},
     ]

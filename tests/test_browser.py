@@ -127,3 +127,69 @@ def save_full_page_screenshot(browser: WebDriver, path: Path) -> None:
     browser.set_window_size(1280, int(page_height) + int(frame_height))
     path.parent.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(path))
+
+
+BIG_SCREENSHOT = SCREENSHOT.parent / "admin-big-session.png"
+BIG_TOP_SCREENSHOT = SCREENSHOT.parent / "admin-big-session-top.png"
+SESSIONS_SCREENSHOT = SCREENSHOT.parent / "admin-sessions.png"
+
+
+def overflow(browser: WebDriver) -> tuple[int, int]:
+    """The document's width and the window's: the first wider means a horizontal scroll."""
+    width, window = browser.execute_script(
+        "return [document.documentElement.scrollWidth, window.innerWidth]"
+    )
+    return int(width), int(window)
+
+
+def test_the_page_of_a_big_session_fits_the_window_and_lists_its_failures(
+    browser: WebDriver, live_server: Any, django_user_model: Any
+) -> None:
+    from bench.big_session import build_big_session, build_small_sessions
+
+    build_small_sessions(20)
+    big = build_big_session("big-session")
+    admin = django_user_model.objects.create_superuser("admin", "admin@example.com", PASSWORD)
+    log_in(browser, live_server.url, admin.username)
+
+    browser.get(f"{live_server.url}/admin/django_triggers/triggersession/{big.session.pk}/change/")
+    wait_for(browser, "#workflow svg.triggers-graph")
+    width, window = overflow(browser)
+    assert width <= window, "the session page scrolls sideways at 1280 px"
+    failed = browser.find_elements(By.CSS_SELECTOR, "#attention-failed + ul > li")
+    assert sorted(item.find_element(By.TAG_NAME, "a").text for item in failed) == sorted(
+        f"{name}#0" for name in big.failed
+    )
+    panel, svg = browser.execute_script(
+        "var panel = document.querySelector('#workflow .dt-graph');"
+        "var svg = panel.querySelector('svg');"
+        "var p = panel.getBoundingClientRect(), s = svg.getBoundingClientRect();"
+        "return [[p.left, p.right, p.width], [s.left, s.right, s.width, s.height]];"
+    )
+    assert svg[2] > 200 and svg[3] > 100, "the diagram is not visible"
+    assert panel[0] <= svg[0] and svg[1] <= panel[1] + 0.5, "the diagram overflows its panel"
+    assert "See the whole workflow" in browser.find_element(By.ID, "workflow").text
+    assert browser.find_element(By.CSS_SELECTOR, "#instances .dt-pages").is_displayed()
+    BIG_TOP_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(BIG_TOP_SCREENSHOT))
+
+    # Zoomed in, the diagram pans inside its panel; the page still does not scroll sideways.
+    browser.find_element(By.CSS_SELECTOR, ".dt-graph-tools [data-zoom=in]").click()
+    browser.find_element(By.CSS_SELECTOR, ".dt-graph-tools [data-zoom=in]").click()
+    assert overflow(browser)[0] <= window
+    browser.find_element(By.CSS_SELECTOR, ".dt-graph-tools [data-zoom=fit]").click()
+    save_full_page_screenshot(browser, BIG_SCREENSHOT)
+
+    browser.set_window_size(1280, 1024)
+    browser.get(f"{live_server.url}/admin/django_triggers/triggersession/")
+    wait_for(browser, "#result_list")
+    width, window = overflow(browser)
+    assert width <= window, "the list of sessions scrolls sideways at 1280 px"
+    lines = browser.execute_script(
+        "return Array.from(document.querySelectorAll("
+        "'#result_list td.field-created_at, #result_list td.field-last_fire'))"
+        ".map(function (cell) { var range = document.createRange();"
+        " range.selectNodeContents(cell); return range.getClientRects().length; })"
+    )
+    assert lines and set(lines) == {1}, "a date wraps onto several lines"
+    browser.save_screenshot(str(SESSIONS_SCREENSHOT))

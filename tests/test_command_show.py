@@ -162,3 +162,77 @@ def test_show_spells_out_control_characters_of_uids_names_and_messages(session):
     assert "  t_echo#0      finished\n" in stdout
     assert "  t_fail\\x07#0  failed\n" in stdout
     assert "  t_fail\\x07#0: builtins.ValueError: wrong\\x1b]0;owned\\x07\n" in stdout
+
+
+# -- a big session --------------------------------------------------------------------
+
+
+@pytest.fixture
+def big(db):
+    """200 tasks, 600 instances (30 failed, 20 in flight, 60 waiting), 300 fires."""
+    from bench.big_session import build_big_session
+
+    return build_big_session("big", tasks=200, instances=600, fires=300, waiting=60, not_started=40)
+
+
+def test_show_sums_up_a_big_session(big):
+    stdout, _ = run_command("triggers_show", "big")
+
+    lines = stdout.splitlines()
+    assert len(lines) < 120
+    assert "  tasks: 200 configured, 40 without an instance yet" in lines
+    assert any(line.startswith("  instances: 600 (") and "failed 30" in line for line in lines), (
+        lines[:8]
+    )
+    assert "Failures (30)" in lines
+    assert "  ... and 15 more (--section failures)" in lines
+    assert "Waiting (60)" in lines
+    assert "In flight (20)" in lines
+    assert "Tasks without an instance yet (40)" in lines
+    assert "Latest fires (300)" in lines
+    assert "  300. " in stdout
+    assert "--section {configuration,fires,instances,waiting,failures}" in stdout
+    assert "Instances (600)" not in lines
+
+
+def test_show_prints_one_section_of_a_big_session_in_full(big):
+    failures, _ = run_command("triggers_show", "big", "--section", "failures")
+    instances, _ = run_command("triggers_show", "big", "--instances")
+    both, _ = run_command("triggers_show", "big", "--fires", "--section", "waiting")
+
+    assert failures.count(": pipeline.errors.StepError: ") == 30
+    assert "Summary" not in failures
+    assert "Configuration" not in failures
+    assert len([line for line in instances.splitlines() if line.startswith("  ")]) == 600 + 2
+    assert "Fired triggers (300)" in both
+    assert "Waiting (60)" in both
+    assert both.count(" waits for: ") == 60
+
+
+def test_show_full_and_json_keep_everything_of_a_big_session(big):
+    full, _ = run_command("triggers_show", "big", "--full")
+    data = json.loads(run_command("triggers_show", "big", "--json")[0])
+
+    assert "Configuration (200)" in full
+    assert "Instances (600)" in full
+    assert len(data["instances"]) == 600
+    assert len(data["fired_triggers"]) == 300
+
+
+def test_show_lists_tasks_in_workflow_order(big):
+    from bench.big_session import task_name
+
+    configuration, _ = run_command("triggers_show", "big", "--configuration")
+
+    tasks = [
+        line.strip()
+        for line in configuration.splitlines()
+        if line.startswith("  ") and not line.startswith("    ")
+    ]
+    tasks = tasks[2:]  # manager, created
+    position = {name: index for index, name in enumerate(tasks)}
+    # Each task comes after the task, twenty before, whose trigger it waits for.
+    for index in range(20, 200, 7):
+        assert position[task_name(index)] > position[task_name(index - 20)]
+    assert tasks != sorted(tasks)
+    assert tasks[:20] == [task_name(index) for index in range(20)]

@@ -12,6 +12,7 @@ from django.urls import resolve, reverse
 from django_triggers.manager import TriggerManager
 from django_triggers.models import FiredTrigger, TriggerSession
 from django_triggers.runners import ThreadingTaskRunner
+from example_project.questionnaire import services
 from example_project.questionnaire.models import PageResponse, Subject
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -183,3 +184,34 @@ def test_demo_command_resolves_every_instance() -> None:
 
     assert "Every instance is resolved." in out.getvalue()
     assert PageResponse.objects.count() == 2
+
+
+def test_demo_command_ends_with_the_next_steps_for_its_session() -> None:
+    out = StringIO()
+
+    call_command("demo", stdout=out)
+
+    session = TriggerSession.objects.latest("id")
+    lines = out.getvalue().splitlines()
+    steps = lines[lines.index("Next steps:") :]
+    assert f"  python manage.py triggers_show {session.uid}" in steps
+    assert "  python manage.py runserver" in steps
+    assert (
+        f"  and http://127.0.0.1:8000/admin/django_triggers/triggersession/{session.pk}/change/"
+        " (the session in the admin)"
+    ) in steps
+    assert any(line.endswith(f"/{session.uid}/ (the status page)") for line in steps)
+
+
+def test_status_lists_tasks_in_workflow_order() -> None:
+    manager = services.start_questionnaire()
+
+    tasks = [task.name for task in services.session_status(manager)]
+
+    # t_importSubject runs first; the others wait for its trigger, in the order configured.
+    assert tasks == [
+        "t_importSubject",
+        "t_importResponses",
+        "t_importBrowserMetadata",
+        "t_computeScore",
+    ]

@@ -16,7 +16,7 @@ from django_triggers import manager as manager_module
 from django_triggers.exceptions import SessionNotFound
 from django_triggers.manager import TriggerManager
 from django_triggers.models import FiredTrigger, TaskConfig, TaskInstance, TriggerSession
-from django_triggers.stores import postgres
+from django_triggers.stores import PostgresStore
 from tests.helpers import RecordingRunner
 
 ECHO = "tests.Echo"
@@ -55,7 +55,7 @@ def fire_statements(manager: TriggerManager, trigger: str) -> list[str]:
 def interleave_before_write(monkeypatch, action) -> list[bool]:
     """Run ``action`` in another thread (its own connection) once, just before the next
     fire's write; return what each fire's write returned, in order."""
-    real_write = postgres.write_fire
+    real_write = PostgresStore.write_fire
     outcomes: list[bool] = []
 
     def interleaved_write(*args, **kwargs):
@@ -67,7 +67,7 @@ def interleave_before_write(monkeypatch, action) -> list[bool]:
         outcomes.append(real_write(*args, **kwargs))
         return outcomes[-1]
 
-    monkeypatch.setattr(postgres, "write_fire", interleaved_write)
+    monkeypatch.setattr(PostgresStore, "write_fire", interleaved_write)
     return outcomes
 
 

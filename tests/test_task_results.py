@@ -148,25 +148,3 @@ def test_a_result_returned_after_the_instance_stopped_running_is_stored_by_celer
     assert failed.result is None
     assert AsyncResult(instance.celery_task_id, app=celery_app).result == {"late": True}
     assert not manager.instances_of_task("t_b")
-
-
-@pytest.mark.postgres
-def test_a_finish_that_creates_an_instance_passes_few_enough_parameters_to_be_cached(
-    transactional_db,
-):
-    # psycopg caches how it rewrites a statement's placeholders up to 50
-    # parameters; past that it parses the statement again at every hop.
-    manager, instance = scheduled_instance()
-    passed = []
-
-    def record_parameters(execute, sql, params, many, context):
-        passed.append(len(params or ()))
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(record_parameters):
-        run_as_worker(manager, instance)
-
-    _start, finish = passed
-    assert finish <= 50
-    assert manager.get_instance("t_b#0").status == TaskInstance.SCHEDULED
-    assert TaskResult.objects.filter(task_id=instance.celery_task_id).exists()

@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django_triggers import signals
 from django_triggers.manager import TriggerManager
 from django_triggers.models import FiredTrigger, TaskInstance, TriggerSession
-from django_triggers.stores import postgres
+from django_triggers.stores import PostgresStore
 from example_project.celery import app as celery_app
 from tests.helpers import RecordingRunner
 
@@ -109,7 +109,7 @@ def test_a_finished_instance_keeps_the_metadata_its_task_wrote_while_running(cha
 @pytest.mark.postgres
 def test_a_finish_whose_cascade_read_went_stale_is_written_under_the_lock(chain, monkeypatch):
     manager, instance = TriggerManager.start_for_worker(chain.session_uid, "t_a#0")
-    real_write = postgres.write_fire
+    real_write = PostgresStore.write_fire
     outcomes = []
 
     def interleaved_write(*args, **kwargs):
@@ -123,7 +123,7 @@ def test_a_finish_whose_cascade_read_went_stale_is_written_under_the_lock(chain,
         outcomes.append(real_write(*args, **kwargs))
         return outcomes[-1]
 
-    monkeypatch.setattr(postgres, "write_fire", interleaved_write)
+    monkeypatch.setattr(PostgresStore, "write_fire", interleaved_write)
 
     manager.finish_instance(instance, {"done": True})
 

@@ -20,7 +20,7 @@ from django_triggers.stores.base import (
     Upsert,
 )
 from django_triggers.stores.orm import OrmStore
-from django_triggers.stores.postgres import PostgresStore
+from django_triggers.stores.postgres import PostgresStore, celery_results_fit
 
 __all__ = [
     "INSTANCE_UPDATE_FIELDS",
@@ -48,7 +48,10 @@ def store_for(using: str) -> Store:
             raise ValueError(f"TRIGGERS_STORE must be one of {STORE_CHOICES}, not {choice!r}")
         # The PostgreSQL store's statements are PostgreSQL's own SQL
         # (data-modifying CTEs, jsonb): no backend feature flag names that.
-        postgres = choice == "auto" and connections[using].vendor == "postgresql"
+        # They also write django-celery-results' rows, as installed here.
+        postgres = (
+            choice == "auto" and connections[using].vendor == "postgresql" and celery_results_fit()
+        )
         store = PostgresStore(using) if postgres else OrmStore(using)
         _stores[(using, choice)] = store
     return store

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.db import transaction
 
+from django_triggers.graph import workflow_order
 from django_triggers.manager import TriggerManager
 from django_triggers.models import TaskInstance
 from example_project.questionnaire.workflow import CONFIGURATION
@@ -81,9 +82,18 @@ class TaskStatus:
 
 
 def session_status(manager: TriggerManager) -> list[TaskStatus]:
-    """Every configured task of the session, with its instances and their statuses."""
+    """Every configured task of the session, in workflow order (what runs first comes
+    first), with its instances and their statuses."""
+    configuration = manager.get_configuration()
+    order = workflow_order(
+        {
+            name: [*directives["after"], *filter(None, [directives.get("andEvery")])]
+            for name, directives in configuration.items()
+        }
+    )
     tasks = []
-    for name, directives in sorted(manager.get_configuration().items()):
+    for name in order:
+        directives = configuration[name]
         instances = [
             InstanceStatus(
                 name=instance.name,

@@ -9,4 +9,5 @@ urlpatterns = [
     path("<slug:session_uid>/", views.status, name="status"),
     path("<slug:session_uid>/page/<int:page>/", views.page, name="page"),
     path("<slug:session_uid>/complete/", views.complete, name="complete"),
+    path("<slug:session_uid>/complete.json", views.complete_json, name="complete_json"),
 ]

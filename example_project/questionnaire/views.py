@@ -5,12 +5,13 @@ start it, answer its pages, complete it, and watch its tasks on the status
 page.
 """
 
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
 from django_triggers.exceptions import SessionNotFound
 from django_triggers.manager import TriggerManager
+from django_triggers.models import TriggerSession
 from example_project.questionnaire import services
 from example_project.questionnaire.forms import LAST_PAGE, PAGE_FORMS, StartForm
 
@@ -68,6 +69,21 @@ def complete(request: HttpRequest, session_uid: str) -> HttpResponse:
         services.complete_questionnaire(manager)
         return redirect("questionnaire:status", session_uid=session_uid)
     return render(request, "questionnaire/complete.html", {"session_uid": session_uid})
+
+
+@require_POST
+async def complete_json(request: HttpRequest, session_uid: str) -> JsonResponse:
+    """``complete``, as an async view answering JSON: fire ``questionnaireComplete``.
+
+    Answers with the instances the fire scheduled. The manager's ``a``
+    methods run its sync ones in Django's thread for database work, as the
+    ORM's ``a`` methods do; constructing the manager reads nothing.
+    """
+    if not await TriggerSession.objects.filter(uid=session_uid).aexists():
+        raise Http404(f"No questionnaire has the session {session_uid!r}.")
+    manager = TriggerManager(session_uid)
+    scheduled = await manager.afire("questionnaireComplete")
+    return JsonResponse({"session": session_uid, "scheduled": [i.name for i in scheduled]})
 
 
 def status(request: HttpRequest, session_uid: str) -> HttpResponse:

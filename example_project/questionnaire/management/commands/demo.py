@@ -5,6 +5,7 @@ import time
 from typing import Any
 
 from django.core.management.base import BaseCommand
+from django.urls import reverse
 
 from django_triggers.manager import TriggerManager
 from django_triggers.runners import ThreadingTaskRunner
@@ -63,3 +64,19 @@ class Command(BaseCommand):
             self.stderr.write(f"Unresolved: {', '.join(i.name for i in unresolved)}")
         else:
             self.stdout.write(self.style.SUCCESS("Every instance is resolved."))
+        self.next_steps(manager)
+
+    def next_steps(self, manager: TriggerManager) -> None:
+        """Where to look at the session next: the shell, the status page, the admin."""
+        uid = manager.session_uid
+        base = "http://127.0.0.1:8000"
+        status = reverse("questionnaire:status", args=[uid])
+        admin = reverse("admin:django_triggers_triggersession_change", args=[manager.session.pk])
+        self.stdout.write("")
+        self.stdout.write("Next steps:")
+        self.stdout.write(f"  python manage.py triggers_show {uid}")
+        self.stdout.write(f"  python manage.py triggers_graph {uid}")
+        self.stdout.write("  python manage.py createsuperuser   # once, for the admin")
+        self.stdout.write("  python manage.py runserver")
+        self.stdout.write(f"  then open {base}{status} (the status page)")
+        self.stdout.write(f"  and {base}{admin} (the session in the admin)")
