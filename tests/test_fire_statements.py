@@ -96,7 +96,7 @@ def test_a_fire_that_schedules_writes_nothing_after_its_commit(transactional_db)
     fire_written = max(
         i
         for i, sql in enumerate(statements)
-        if FIRED_TABLE in " ".join(sql.replace('"', "").split())
+        if FIRED_TABLE in " ".join(sql.replace('"', "").replace("`", "").split())
     )
     # Without a transaction of its own (PostgreSQL, autocommit), the fire's
     # write is its last statement; in one, the commit follows it.
