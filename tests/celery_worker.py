@@ -204,6 +204,15 @@ class CeleryWorker:
             "example_project",
             "worker",
             *pool,
+            *self.own_queue_options(),
+            "--include",
+            ",".join((*self.include, "tests.celery_worker_queue")),
+            "--loglevel=INFO",
+        ]
+
+    def own_queue_options(self) -> list[str]:
+        """Options that keep the worker to itself: its own name, queue and log file."""
+        return [
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",
@@ -211,9 +220,6 @@ class CeleryWorker:
             f"{self.name}@%h",
             "-Q",
             self.queue,
-            "--include",
-            ",".join((*self.include, "tests.celery_worker_queue")),
-            "--loglevel=INFO",
             f"--logfile={self.log_path}",
         ]
 

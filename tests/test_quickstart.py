@@ -148,14 +148,7 @@ class QuickstartWorker(CeleryWorker):
             "celery",
             *args,
             "--pool=solo",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "-n",
-            f"{self.name}@%h",
-            "-Q",
-            self.queue,
-            f"--logfile={self.log_path}",
+            *self.own_queue_options(),
         ]
 
     def environment(self) -> dict[str, str]:

@@ -117,11 +117,8 @@ class PostgresStore(OrmStore):
             return cursor.fetchall()
 
     def lock_session(self, session_id: int, *, bump: bool = True) -> bool:
-        if bump:
-            with connections[self.using].cursor() as cursor:
-                cursor.execute(STATEMENTS["lock_session_and_move_version"], {"session": session_id})
-                return bool(cursor.rowcount == 1)
-        return bool(self._run("lock_session", {"session": session_id}))
+        name = "lock_session_and_move_version" if bump else "lock_session"
+        return bool(self._run(name, {"session": session_id}))
 
     def read_for_fire(self, session_id: int, trigger_name: str) -> FireState:
         return self._fire_state(
@@ -173,7 +170,6 @@ class PostgresStore(OrmStore):
         finishing: Finishing | None = None,
     ) -> bool:
         params: dict[str, Any] = {
-            "session": fired.session_id,
             "session_version": state.version,
             "configs": json.dumps(
                 [

@@ -30,7 +30,8 @@ FOR UPDATE;
 -- without the lock meanwhile finds, at its write, that its read is stale.
 UPDATE django_triggers_triggersession
 SET version = version + 1
-WHERE id = %(session)s;
+WHERE id = %(session)s
+RETURNING id;
 
 
 -- name: read_for_fire
@@ -284,7 +285,7 @@ ORDER BY fire_read.kind, fire_read.config_id, fire_read.instance_number;
 WITH session_check AS (
     SELECT 1
     FROM django_triggers_triggersession
-    WHERE id = %(session)s AND version = %(session_version)s
+    WHERE id = %(session_id)s AND version = %(session_version)s
     FOR SHARE
 ),
 config_check AS (
@@ -367,7 +368,7 @@ SELECT (SELECT id FROM fired),
 WITH session_check AS (
     SELECT 1
     FROM django_triggers_triggersession
-    WHERE id = %(session)s AND version = %(session_version)s
+    WHERE id = %(session_id)s AND version = %(session_version)s
     FOR SHARE
 ),
 config_check AS (
