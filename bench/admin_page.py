@@ -6,14 +6,17 @@ sessions (see :mod:`bench.big_session`), then requests its admin page
 several times through Django's test client and prints the server time
 (median and slowest), the size of the HTML, and the number of SQL
 statements; with ``--browser``, also the height of the page in a headless
-Chromium 1,280 pixels wide. ``--session-list`` measures the list of
-sessions the same way. The last line of stdout is one JSON object with
-every figure. A measurement, not a test: nothing is asserted.
+Chromium 1,280 pixels wide. The list of sessions is measured the same way,
+and so is ``triggers_show`` of the big session (in this process: the time
+the command spends, without starting Python and Django). The last line of
+stdout is one JSON object with every figure. A measurement, not a test:
+nothing is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import shutil
 import statistics
@@ -85,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"session list: median {figures['list_ms_median']} ms, {figures['list_html_bytes']:,} bytes"
     )
+    print(
+        f"triggers_show: median {figures['show_ms_median']} ms, {figures['show_lines']} lines, "
+        f"{figures['show_queries']} SQL statements"
+    )
     print(json.dumps(figures))
     return 0
 
@@ -128,6 +135,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     page_times, html, queries = timed(url)
     list_times, list_html, list_queries = timed(list_url)
+    show_times, show_output, show_queries = timed_show(big.session.uid, args.repeat)
     figures: dict[str, Any] = {
         "db": args.db,
         "tasks": big.tasks,
@@ -140,12 +148,38 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "list_ms_median": round(statistics.median(list_times), 1),
         "list_html_bytes": len(list_html),
         "list_queries": list_queries,
+        "show_ms_median": round(statistics.median(show_times), 1),
+        "show_lines": len(show_output.splitlines()),
+        "show_queries": show_queries,
         "page_height_px": None,
         "page_width_px": None,
     }
     if args.browser:
         figures.update(browser_figures(client, url))
     return figures
+
+
+def timed_show(uid: str, repeat: int) -> tuple[list[float], str, int]:
+    """The times of ``triggers_show`` of the session (after a warm run), its output and
+    its SQL statements."""
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def show() -> str:
+        stdout = io.StringIO()
+        call_command("triggers_show", uid, stdout=stdout)
+        return stdout.getvalue()
+
+    show()
+    times = []
+    for _ in range(repeat):
+        begin = time.perf_counter()
+        show()
+        times.append((time.perf_counter() - begin) * 1000)
+    with CaptureQueriesContext(connection) as queries:
+        output = show()
+    return times, output, len(queries.captured_queries)
 
 
 def browser_figures(client: Any, path: str) -> dict[str, Any]:

@@ -13,26 +13,39 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import NestedObjects, quote, unquote
+from django.contrib.admin.views.main import ORDER_VAR, ChangeList
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils import dateformat, timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString, mark_safe
-from django.utils.text import slugify
+from django.utils.text import capfirst, slugify
 from django.utils.translation import gettext, gettext_lazy
 
 from django_triggers.graph import (
@@ -49,12 +62,13 @@ from django_triggers.management.base import (
     describe_refusal,
     json_type,
     load_json,
-    sessions_database,
 )
 from django_triggers.manager import TriggerManager
 from django_triggers.models import FiredTrigger, TaskConfig, TaskInstance, TriggerSession
+from django_triggers.routers import read_database, session_database, session_databases
 
 if TYPE_CHECKING:
+    from django.db.models.expressions import Combinable
     from django_stubs_ext import StrOrPromise
 
 T = TypeVar("T")
@@ -191,6 +205,57 @@ def session_manager(session_uid: str) -> TriggerManager:
     recorded as managed by it (workers rebuild that class for cascades).
     """
     return TriggerManager.for_existing_session(session_uid)
+
+
+# -- databases ---------------------------------------------------------------------
+# Sessions may live in several databases (django_triggers.routers). A list
+# shows one of them, named by its ``database`` parameter (the first database
+# of sessions without one); an object page is in the database of the list it
+# was opened from, which Django carries in ``_changelist_filters``. Without
+# several databases, no URL changes.
+
+#: The query parameter naming the database whose sessions a list shows.
+DATABASE_PARAMETER = "database"
+
+
+def requested_database(request: HttpRequest) -> str | None:
+    """The database of sessions a page is about; ``None`` if it names one that holds none."""
+    alias = request.GET.get(DATABASE_PARAMETER)
+    if alias is None:
+        preserved = QueryDict(request.GET.get("_changelist_filters", ""))
+        alias = preserved.get(DATABASE_PARAMETER)
+    known = session_databases()
+    if alias is None:
+        return known[0]
+    return alias if alias in known else None
+
+
+def database_query(database: str) -> dict[str, str]:
+    """The query parameters keeping a list on ``database`` (none for the first)."""
+    return {} if database == session_databases()[0] else {DATABASE_PARAMETER: database}
+
+
+def object_query(database: str) -> str:
+    """What a link to an object page of ``database`` ends with ("" for the first database).
+
+    The database goes in the filters Django carries from a list to its
+    object pages, so that their own links (delete, history, back to the
+    list) stay in it too.
+    """
+    query = database_query(database)
+    return f"?{urlencode({'_changelist_filters': urlencode(query)})}" if query else ""
+
+
+def home_database(obj: Any) -> str:
+    """The database of sessions holding ``obj``, which may have been read from a replica of it."""
+    read_from = str(obj._state.db)
+    known = session_databases()
+    if read_from in known:
+        return read_from
+    for database in known:
+        if read_database(type(obj), database) == read_from:
+            return database
+    return read_from
 
 
 def pretty_json(value: Any) -> str:
@@ -379,6 +444,33 @@ class LogsFilter(admin.SimpleListFilter):
         return queryset
 
 
+class DatabaseFilter(admin.SimpleListFilter):
+    """The database whose sessions a list shows; offered when there are several."""
+
+    title = gettext_lazy("database")
+    parameter_name = DATABASE_PARAMETER
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        databases = session_databases()
+        return [(alias, alias) for alias in databases] if len(databases) > 1 else []
+
+    def choices(self, changelist: Any) -> Iterator[Any]:
+        # No "All": a list shows one database at a time, the first by default.
+        current = self.value() or session_databases()[0]
+        for alias, title in self.lookup_choices:
+            yield {
+                "selected": alias == current,
+                "query_string": changelist.get_query_string({self.parameter_name: alias}),
+                "display": title,
+            }
+
+    def get_facet_counts(self, pk_attname: str, filtered_qs: QuerySet[Any]) -> dict[str, Any]:
+        return {}  # a list counts the rows of one database only
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return queryset  # OperatorAdmin.get_queryset reads the chosen database
+
+
 # -- shared machinery ------------------------------------------------------------------
 
 
@@ -397,9 +489,31 @@ class OperatorAdmin(admin.ModelAdmin):
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
+        if requested_database(request) is None:
+            self.message_user(
+                request,
+                gettext("No sessions are in a database named %(alias)s; they are in %(known)s.")
+                % {
+                    "alias": repr(request.GET.get(DATABASE_PARAMETER)),
+                    "known": ", ".join(map(repr, session_databases())),
+                },
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(self._url("changelist"))
         if request.method == "POST" and "action" in request.POST:
             self._check_action_permission(request)
         return super().changelist_view(request, extra_context)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        """The rows of the database of sessions the page is about, read where the routers say."""
+        queryset = super().get_queryset(request)
+        database = requested_database(request)
+        if database is None:
+            return queryset.none()
+        return queryset.using(read_database(self.model, database))
+
+    def get_list_filter(self, request: HttpRequest) -> list[Any]:
+        return [DatabaseFilter, *super().get_list_filter(request)]
 
     def _check_action_permission(self, request: HttpRequest) -> None:
         """Refuse (403) an action posted by a user without the permissions it requires."""
@@ -419,13 +533,50 @@ class OperatorAdmin(admin.ModelAdmin):
         ):
             raise PermissionDenied
 
-    def _url(self, name: str, *args: Any, model: type[Any] | None = None) -> str:
+    def get_deleted_objects(
+        self, objs: Any, request: HttpRequest
+    ) -> tuple[list[Any], dict[str, int], set[str], list[Any]]:
+        """As Django's, but collected in the database the objects were read from.
+
+        Django collects them in the database the routers give with no hint,
+        which cannot tell which database holds a session.
+        """
+        objects = list(objs)
+        if not objects:
+            return [], {}, set(), []
+        collector = NestedObjects(using=objects[0]._state.db, origin=objects)
+        collector.collect(objects)
+        perms_needed: set[str] = set()
+
+        def described(obj: Any) -> Any:
+            opts = obj._meta
+            label = f"{capfirst(opts.verbose_name)}: {obj}"
+            if not self.admin_site.is_registered(type(obj)):
+                return label
+            if not self.admin_site.get_model_admin(type(obj)).has_delete_permission(request, obj):
+                perms_needed.add(str(opts.verbose_name))
+            url = self._url("change", quote(obj.pk), model=type(obj), database=home_database(obj))
+            return format_html('{}: <a href="{}">{}</a>', capfirst(opts.verbose_name), url, obj)
+
+        to_delete = collector.nested(described)
+        protected = [described(obj) for obj in collector.protected]
+        by_model: dict[Any, set[Any]] = collector.model_objs  # keyed by model classes
+        counts = {
+            str(model._meta.verbose_name_plural): len(found) for model, found in by_model.items()
+        }
+        return to_delete, counts, perms_needed, protected
+
+    def _url(
+        self, name: str, *args: Any, model: type[Any] | None = None, database: str | None = None
+    ) -> str:
+        """The URL of an admin page; of an object page in ``database``, if given."""
         opts = (model or self.model)._meta
-        return reverse(
+        url = reverse(
             f"admin:{opts.app_label}_{opts.model_name}_{name}",
             args=args,
             current_app=self.admin_site.name,
         )
+        return url + object_query(database) if database is not None else url
 
     def _object_or_redirect(
         self, request: HttpRequest, object_id: str
@@ -487,7 +638,11 @@ class OperatorAdmin(admin.ModelAdmin):
                 "cancel_url": cancel_url,
                 "breadcrumb_object": breadcrumb_object,
                 "breadcrumb_object_url": (
-                    self._url("change", breadcrumb_object.pk) if breadcrumb_object else None
+                    self._url(
+                        "change", breadcrumb_object.pk, database=home_database(breadcrumb_object)
+                    )
+                    if breadcrumb_object
+                    else None
                 ),
                 "media": self.media + form.media,
                 **context,
@@ -519,16 +674,20 @@ def _act_on_failed_instances(
     stored, an instance changed meanwhile, an unusable manager class) undoes
     the whole action and is raised as a ``ValidationError`` naming it.
     Instances are handled in the order of their sessions, so that two actions
-    on the same sessions take their locks in the same order.
+    on the same sessions take their locks in the same order; each in its
+    session's own database, one transaction per database.
     """
     manager_for = _managers()
     done: list[tuple[TaskInstance, T]] = []
     left: list[str] = []
-    with transaction.atomic(using=sessions_database()):
+    instances = list(instances)
+    with ExitStack() as transactions:
+        for database in sorted({session_database(i.session.uid) for i in instances}):
+            transactions.enter_context(transaction.atomic(using=database))
         for instance in sorted(instances, key=lambda i: (i.session_id, i.name)):
             try:
                 # A savepoint: a refusal by the database leaves the others' work usable.
-                with transaction.atomic(using=sessions_database()):
+                with transaction.atomic(using=session_database(instance.session.uid)):
                     done.append((instance, act(manager_for(instance.session.uid), instance)))
             except REFUSALS as exc:
                 if instance.status != TaskInstance.FAILED:
@@ -666,14 +825,17 @@ class TriggerSessionAdmin(OperatorAdmin):
         can_replay = can_replay_instances(request)
         can_skip = can_skip_instances(request)
         instances_url = self._url("changelist", model=TaskInstance)
+        # Read where the session was read; linked to as in its own database.
+        read_from, database = session._state.db, home_database(session)
 
-        configs = list(TaskConfig.objects.filter(session=session).order_by("id"))
+        configs = list(TaskConfig.objects.using(read_from).filter(session=session).order_by("id"))
         order = workflow_order({config.name: config.after for config in configs})
         rank = {name: index for index, name in enumerate(order)}
         briefs = sorted(
             (
                 _Brief(*values)
-                for values in TaskInstance.objects.filter(session=session)
+                for values in TaskInstance.objects.using(read_from)
+                .filter(session=session)
                 .order_by()
                 .values_list(
                     "id",
@@ -703,15 +865,23 @@ class TriggerSessionAdmin(OperatorAdmin):
         page_ids = [brief.id for brief in briefs[start : start + INSTANCES_LIMIT]]
         wanted = set(page_ids).union(*listed_ids.values())
         by_id = {
-            instance.pk: self._instance_row(instance, can_replay=can_replay, can_skip=can_skip)
-            for instance in TaskInstance.objects.filter(pk__in=wanted).select_related(
-                "config", "parent"
+            instance.pk: self._instance_row(
+                instance, can_replay=can_replay, can_skip=can_skip, database=database
             )
+            for instance in TaskInstance.objects.using(read_from)
+            .filter(pk__in=wanted)
+            .select_related("config", "parent")
         }
         rows = [by_id[pk] for pk in page_ids if pk in by_id]
         attention: dict[str, Any] = {}
         for kind, _, changelist_filter in ATTENTION_KINDS:
-            query = urlencode({"session__id__exact": str(session.pk), **changelist_filter})
+            query = urlencode(
+                {
+                    "session__id__exact": str(session.pk),
+                    **changelist_filter,
+                    **database_query(database),
+                }
+            )
             attention[kind] = AttentionList(
                 rows=[by_id[pk] for pk in listed_ids[kind] if pk in by_id],
                 total=totals[kind],
@@ -726,6 +896,9 @@ class TriggerSessionAdmin(OperatorAdmin):
         by_name = {config.name: config for config in configs}
         not_started = [name for name in order if name not in started_tasks]
         configs_url = self._url("changelist", model=TaskConfig)
+        session_filter = urlencode(
+            {"session__id__exact": str(session.pk), **database_query(database)}
+        )
         attention["not_started"] = AttentionList(
             rows=[
                 {
@@ -736,7 +909,7 @@ class TriggerSessionAdmin(OperatorAdmin):
                 for name in not_started[:ATTENTION_LIMIT]
             ],
             total=len(not_started),
-            url=f"{configs_url}?{urlencode({'session__id__exact': session.pk})}&instances=none",
+            url=f"{configs_url}?{session_filter}&instances=none",
         )
 
         status_counts = {status: 0 for status in STATUSES}
@@ -753,7 +926,7 @@ class TriggerSessionAdmin(OperatorAdmin):
             "instance_rows": rows,
             "instances_page": _page(request, "instances_page", number, count, len(briefs)),
             "instances_truncated": count > 1,
-            "instances_url": f"{instances_url}?{urlencode({'session__id__exact': session.pk})}",
+            "instances_url": f"{instances_url}?{session_filter}",
             "task_count": len(configs),
             "configuration": [
                 {"name": name, "directives": _directive_rows(configuration[name])}
@@ -763,23 +936,26 @@ class TriggerSessionAdmin(OperatorAdmin):
             "configuration_json": (
                 pretty_json(configuration) if len(configs) <= CONFIGURATION_LIMIT else None
             ),
-            "configuration_url": f"{configs_url}?{urlencode({'session__id__exact': session.pk})}",
-            "configuration_json_url": self._url("configuration", session.pk),
+            "configuration_url": f"{configs_url}?{session_filter}",
+            "configuration_json_url": self._url("configuration", session.pk, database=database),
             **self._timeline(request, session),
             # to_svg escapes every name it draws: this is the one markup marked safe.
             "graph_svg": mark_safe(to_svg(part.graph)),
             "graph_focus": part,
-            "graph_url": self._url("svg", session.pk),
-            "mermaid_url": self._url("mermaid", session.pk),
-            "dot_url": self._url("dot", session.pk),
+            "graph_url": self._url("svg", session.pk, database=database),
+            "mermaid_url": self._url("mermaid", session.pk, database=database),
+            "dot_url": self._url("dot", session.pk, database=database),
             "fire_trigger_url": (
-                self._url("fire", session.pk) if self.has_fire_trigger_permission(request) else None
+                self._url("fire", session.pk, database=database)
+                if self.has_fire_trigger_permission(request)
+                else None
             ),
         }
 
     def _timeline(self, request: HttpRequest, session: TriggerSession) -> dict[str, Any]:
         """A page of the session's fires, the latest first page, each page in the order fired."""
-        fires = FiredTrigger.objects.filter(session=session)
+        read_from, database = session._state.db, home_database(session)
+        fires = FiredTrigger.objects.using(read_from).filter(session=session)
         fired_count = fires.count()
         number, count = _page_number(request, "timeline_page", fired_count, TIMELINE_LIMIT)
         offset = (number - 1) * TIMELINE_LIMIT
@@ -787,7 +963,8 @@ class TriggerSessionAdmin(OperatorAdmin):
         scheduled_names = {name for item in fired for name in item.scheduled_instances}
         instance_ids = (
             dict(
-                TaskInstance.objects.filter(session=session, name__in=scheduled_names)
+                TaskInstance.objects.using(read_from)
+                .filter(session=session, name__in=scheduled_names)
                 .order_by()
                 .values_list("name", "pk")
             )
@@ -808,7 +985,9 @@ class TriggerSessionAdmin(OperatorAdmin):
                     "scheduled": [
                         (
                             name,
-                            self._url("change", instance_ids[name], model=TaskInstance)
+                            self._url(
+                                "change", instance_ids[name], model=TaskInstance, database=database
+                            )
                             if name in instance_ids
                             else None,
                         )
@@ -824,15 +1003,15 @@ class TriggerSessionAdmin(OperatorAdmin):
         }
 
     def _instance_row(
-        self, instance: TaskInstance, *, can_replay: bool, can_skip: bool
+        self, instance: TaskInstance, *, can_replay: bool, can_skip: bool, database: str
     ) -> dict[str, Any]:
         """An instance as the session page lists it, with the fixes the user may apply."""
         failed = instance.status == TaskInstance.FAILED
         return {
             "instance": instance,
-            "url": self._url("change", instance.pk, model=TaskInstance),
+            "url": self._url("change", instance.pk, model=TaskInstance, database=database),
             "parent_url": (
-                self._url("change", instance.parent_id, model=TaskInstance)
+                self._url("change", instance.parent_id, model=TaskInstance, database=database)
                 if instance.parent_id
                 else None
             ),
@@ -841,12 +1020,14 @@ class TriggerSessionAdmin(OperatorAdmin):
             ),
             "error": _error_summary(instance),
             "replay_url": (
-                self._url("replay", instance.pk, model=TaskInstance)
+                self._url("replay", instance.pk, model=TaskInstance, database=database)
                 if failed and can_replay
                 else None
             ),
             "skip_url": (
-                self._url("skip", instance.pk, model=TaskInstance) if failed and can_skip else None
+                self._url("skip", instance.pk, model=TaskInstance, database=database)
+                if failed and can_skip
+                else None
             ),
         }
 
@@ -876,7 +1057,9 @@ class TriggerSessionAdmin(OperatorAdmin):
             return redirect
         configuration = {
             config.name: config.as_directives()
-            for config in TaskConfig.objects.filter(session=session).order_by("id")
+            for config in TaskConfig.objects.using(session._state.db)
+            .filter(session=session)
+            .order_by("id")
         }
         return self._download(session, pretty_json(configuration), "json", "application/json")
 
@@ -928,9 +1111,13 @@ class TriggerSessionAdmin(OperatorAdmin):
         session, redirect = self._object_or_redirect(request, object_id)
         if redirect:
             return redirect
-        url = self._url("change", session.pk)
+        database = home_database(session)
+        url = self._url("change", session.pk, database=database)
         return self._fire(
-            request, session, form_action=self._url("fire", session.pk), success_url=url
+            request,
+            session,
+            form_action=self._url("fire", session.pk, database=database),
+            success_url=url,
         )
 
     def _fire(
@@ -950,7 +1137,7 @@ class TriggerSessionAdmin(OperatorAdmin):
         if submitted and form.is_valid():
             data = form.cleaned_data
             try:
-                with transaction.atomic(using=sessions_database()):
+                with transaction.atomic(using=session_database(session.uid)):
                     scheduled = session_manager(session.uid).fire(
                         data["trigger_name"],
                         data["kwargs"],
@@ -975,7 +1162,7 @@ class TriggerSessionAdmin(OperatorAdmin):
         # Read as stored: building a manager would create the session again if it was deleted.
         configuration = {
             config.name: config.as_directives()
-            for config in TaskConfig.objects.filter(session=session)
+            for config in TaskConfig.objects.using(session._state.db).filter(session=session)
         }
         known = sorted(
             {
@@ -994,7 +1181,7 @@ class TriggerSessionAdmin(OperatorAdmin):
             form=form,
             objects=[session],
             submit_label="Fire",
-            cancel_url=self._url("change", session.pk),
+            cancel_url=self._url("change", session.pk, database=home_database(session)),
             action_name=action_name,
             form_action=form_action,
             breadcrumb_object=session,
@@ -1030,6 +1217,56 @@ def _error_summary(instance: TaskInstance) -> str:
         return ""
     message = metadata.get("exception_message")
     return f"{kind}: {message}" if message else str(kind)
+
+
+# -- lists in workflow order ------------------------------------------------------
+
+
+def workflow_rank(database: str, session_id: int, task_field: str) -> Case:
+    """The place of each row's task in its session's workflow order, to order a list by.
+
+    ``task_field`` holds the row's task (a ``TaskConfig`` id). The order is
+    worked out from the session's task names and ``after`` lists, read in one
+    query, without its instances. Tasks that come, in workflow order, in the
+    order they were configured share a rank, and are ordered by id within it
+    (order by ``task_field`` next): the expression has a branch per such run,
+    at most one per step of the workflow, rather than one per task.
+    """
+    configs = list(
+        TaskConfig.objects.using(database)
+        .filter(session_id=session_id)
+        .order_by("pk")
+        .values_list("pk", "name", "after")
+    )
+    pk_of = {name: pk for pk, name, _ in configs}
+    runs: list[list[int]] = []
+    for name in workflow_order({name: after for _, name, after in configs}):
+        if not runs or pk_of[name] < runs[-1][-1]:
+            runs.append([])
+        runs[-1].append(pk_of[name])
+    return Case(
+        *(When(**{f"{task_field}__in": pks}, then=Value(rank)) for rank, pks in enumerate(runs)),
+        default=Value(len(runs)),
+        output_field=IntegerField(),
+    )
+
+
+#: The field naming the task of each row, in the lists shown in workflow order.
+_TASK_FIELDS = {TaskConfig: "pk", TaskInstance: "config_id"}
+
+
+class WorkflowOrderChangeList(ChangeList):
+    """A list filtered to one session, as the session page links to it, shows its tasks
+    in workflow order: what runs first comes first. Sorted by a column, or showing
+    several sessions, it is ordered as usual."""
+
+    def get_ordering(self, request: HttpRequest, queryset: QuerySet[Any]) -> list[str | Combinable]:
+        ordering = super().get_ordering(request, queryset)
+        session_id = self.params.get("session__id__exact", "")
+        if ORDER_VAR in self.params or not session_id.isdigit():
+            return ordering
+        task_field = _TASK_FIELDS[self.model]
+        return [workflow_rank(queryset.db, int(session_id), task_field), task_field, *ordering]
 
 
 # -- instances ------------------------------------------------------------------
@@ -1124,11 +1361,16 @@ class TaskInstanceAdmin(OperatorAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[TaskInstance]:
         return super().get_queryset(request).select_related("session", "config", "parent")
 
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return WorkflowOrderChangeList
+
     # -- columns and fields ------------------------------------------------------------
 
     @admin.display(description="session", ordering="session__uid")
     def session_link(self, instance: TaskInstance) -> SafeString:
-        url = self._url("change", instance.session_id, model=TriggerSession)
+        url = self._url(
+            "change", instance.session_id, model=TriggerSession, database=home_database(instance)
+        )
         return format_html('<a href="{}">{}</a>', url, instance.session.uid)
 
     @admin.display(description="status", ordering="status")
@@ -1151,7 +1393,7 @@ class TaskInstanceAdmin(OperatorAdmin):
     def parent_link(self, instance: TaskInstance) -> SafeString | str:
         if instance.parent is None:
             return "-"
-        url = self._url("change", instance.parent_id)
+        url = self._url("change", instance.parent_id, database=home_database(instance))
         return format_html('<a href="{}">{}</a>', url, instance.parent.name)
 
     @admin.display(description="replayed as")
@@ -1162,7 +1404,14 @@ class TaskInstanceAdmin(OperatorAdmin):
         return format_html_join(
             ", ",
             '<a href="{}">{}</a> {}',
-            ((self._url("change", c.pk), c.name, status_badge(c.status)) for c in children),
+            (
+                (
+                    self._url("change", c.pk, database=home_database(c)),
+                    c.name,
+                    status_badge(c.status),
+                )
+                for c in children
+            ),
         )
 
     @admin.display(description="waiting for")
@@ -1252,20 +1501,21 @@ class TaskInstanceAdmin(OperatorAdmin):
         instance = self.get_object(request, unquote(object_id))
         if instance is not None:
             failed = instance.status == TaskInstance.FAILED
+            database = home_database(instance)
             extra_context = {
                 **(extra_context or {}),
                 "replay_url": (
-                    self._url("replay", instance.pk)
+                    self._url("replay", instance.pk, database=database)
                     if failed and self.has_replay_permission(request)
                     else None
                 ),
                 "skip_url": (
-                    self._url("skip", instance.pk)
+                    self._url("skip", instance.pk, database=database)
                     if failed and self.has_skip_permission(request)
                     else None
                 ),
                 "resolve_logs_url": (
-                    self._url("resolve_logs", instance.pk)
+                    self._url("resolve_logs", instance.pk, database=database)
                     if not instance.logs_resolved and self.has_resolve_logs_permission(request)
                     else None
                 ),
@@ -1347,11 +1597,12 @@ class TaskInstanceAdmin(OperatorAdmin):
         instance, redirect = self._object_or_redirect(request, object_id)
         if redirect:
             return redirect
+        database = home_database(instance)
         response: HttpResponse = handler(
             request,
             [instance],
-            form_action=self._url(action, instance.pk),
-            success_url=self._url("change", instance.pk),
+            form_action=self._url(action, instance.pk, database=database),
+            success_url=self._url("change", instance.pk, database=database),
         )
         return response
 
@@ -1361,12 +1612,13 @@ class TaskInstanceAdmin(OperatorAdmin):
         instance, redirect = self._object_or_redirect(request, object_id)
         if redirect:
             return redirect
-        url = self._url("change", instance.pk)
+        database = home_database(instance)
+        url = self._url("change", instance.pk, database=database)
         submitted = request.method == "POST" and "apply" in request.POST
         form = ConfirmForm(request.POST if submitted else None)
         if submitted and form.is_valid():
             try:
-                with transaction.atomic(using=sessions_database()):
+                with transaction.atomic(using=session_database(instance.session.uid)):
                     session_manager(instance.session.uid).mark_instance_logs_resolved(instance.name)
             except REFUSALS as exc:
                 form.add_error(None, describe_refusal(exc))
@@ -1381,7 +1633,7 @@ class TaskInstanceAdmin(OperatorAdmin):
             objects=[instance],
             submit_label="Mark resolved",
             cancel_url=url,
-            form_action=self._url("resolve_logs", instance.pk),
+            form_action=self._url("resolve_logs", instance.pk, database=database),
             breadcrumb_object=instance,
             rows=_instance_rows([instance]),
         )
@@ -1423,7 +1675,8 @@ class TaskInstanceAdmin(OperatorAdmin):
                     )
                 if form_action and len(clones) == 1:
                     # From an instance's page, go on to the page of its replay.
-                    success_url = self._url("change", clones[0][1].pk)
+                    clone = clones[0][1]
+                    success_url = self._url("change", clone.pk, database=home_database(clone))
                 return HttpResponseRedirect(success_url)
         return self._render_instances_form(
             request,
@@ -1486,7 +1739,7 @@ class TaskInstanceAdmin(OperatorAdmin):
         resolved = []
         for instance in instances:
             try:
-                with transaction.atomic(using=sessions_database()):
+                with transaction.atomic(using=session_database(instance.session.uid)):
                     manager_for(instance.session.uid).mark_instance_logs_resolved(instance.name)
             except REFUSALS as exc:
                 self.message_user(request, describe_refusal(exc), messages.ERROR)
@@ -1535,14 +1788,17 @@ class TaskInstanceAdmin(OperatorAdmin):
 
     def _cancel_url(self, instances: list[TaskInstance], form_action: str | None) -> str:
         if form_action and instances:
-            return self._url("change", instances[0].pk)
-        return self._url("changelist")
+            return self._url("change", instances[0].pk, database=home_database(instances[0]))
+        query = database_query(home_database(instances[0])) if instances else {}
+        return self._url("changelist") + (f"?{urlencode(query)}" if query else "")
 
 
 def _instance_rows(instances: Iterable[TaskInstance]) -> list[dict[str, Any]]:
     return [
         {
             "instance": instance,
+            # The instance link's query, keeping it in the instance's database.
+            "query": object_query(home_database(instance)),
             "error": _error_summary(instance),
             "kwargs": pretty_json(instance.kwargs),
             "after": instance.config.after,
@@ -1609,6 +1865,9 @@ class TaskConfigAdmin(OperatorAdmin):
     search_fields = ["name", "session__uid", "run"]
     list_select_related = ["session"]
     actions = None
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return WorkflowOrderChangeList
 
     @admin.display(description="after")
     def after_names(self, config: TaskConfig) -> str:

@@ -21,6 +21,7 @@ from django.db.utils import load_backend
 
 from django_triggers import registry
 from django_triggers.conf import get_setting
+from django_triggers.routers import session_databases
 
 #: The tag of every check of the library: ``manage.py check --tag django_triggers``.
 TAG = "django_triggers"
@@ -29,9 +30,14 @@ _WAL = re.compile(r"journal_mode\s*=\s*['\"]?wal\b", re.IGNORECASE)
 
 
 def _library_databases() -> list[str]:
-    """The aliases the library's tables are written to, as the database routers say."""
+    """The aliases the library's tables are written to, as the database routers say.
+
+    Every database holding sessions, and wherever the routers send the
+    library's models when asked without a hint.
+    """
     config = apps.get_app_config("django_triggers")
     aliases = {router.db_for_write(model) for model in config.get_models()}
+    aliases.update(session_databases())
     return sorted(alias for alias in aliases if alias in settings.DATABASES)
 
 

@@ -13,16 +13,18 @@ a session that is over and has been quiet for a while:
 * quiet: its creation, and every configuration change, fire and status
   change in it, are older than the window.
 
-Sessions are found and deleted in batches of primary keys, so memory stays
-bounded however many match, and each batch is checked again, under the
-sessions' locks, in the transaction that deletes it: a session that was
-fired into, reconfigured or changed meanwhile is kept.
+Sessions are found and deleted in every database holding sessions
+(``session_databases()`` of :mod:`django_triggers.routers`), or in those
+given, in batches of primary keys, so memory stays bounded however many
+match, and each batch is checked again, under the sessions' locks, in the
+transaction that deletes it: a session that was fired into, reconfigured or
+changed meanwhile is kept.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -30,6 +32,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from django_triggers.models import FiredTrigger, TaskConfig, TaskInstance, TriggerSession
+from django_triggers.routers import databases_to_sweep, session_databases
 
 _AGE = re.compile(r"([0-9]+)([smhdw]?)")
 _SECONDS_PER_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -48,11 +51,14 @@ def parse_age(value: str) -> timedelta:
         raise ValueError(f"the age {value!r} is too large") from None
 
 
-def resolved_sessions(inactive_since: datetime) -> QuerySet[TriggerSession]:
+def resolved_sessions(
+    inactive_since: datetime, using: str | None = None
+) -> QuerySet[TriggerSession]:
     """Sessions over and quiet since before ``inactive_since``; see the module's docstring.
 
     One query: each condition is an ``EXISTS`` on the session's rows, so the
     database checks them per session through the session-first indexes.
+    ``using``: the database to look in (by default, the first holding sessions).
     """
     configs = TaskConfig.objects.filter(session=OuterRef("pk"))
     fires = FiredTrigger.objects.filter(session=OuterRef("pk"))
@@ -66,7 +72,7 @@ def resolved_sessions(inactive_since: datetime) -> QuerySet[TriggerSession]:
     )
     recent_fire = fires.filter(fired_at__gte=inactive_since)
     recent_status_change = instances.filter(status_changed_at__gte=inactive_since)
-    return TriggerSession.objects.filter(
+    return TriggerSession.objects.using(using or session_databases()[0]).filter(
         Exists(configs) | ~Exists(fires),
         ~Exists(task_without_instance),
         ~Exists(unresolved_instance),
@@ -84,17 +90,21 @@ def delete_resolved_sessions(
     dry_run: bool = False,
     now: datetime | None = None,
     progress: Callable[[str], None] | None = None,
+    databases: Sequence[str] | None = None,
 ) -> int:
     """Delete the sessions that are over; return how many were (or, dry, would be) deleted.
 
     See the module's docstring for when a session is over; its last activity
     must be older than ``older_than``. ``progress`` is called with a line per
-    batch of ``batch_size`` sessions.
+    batch of ``batch_size`` sessions. ``databases`` limits the work to those
+    aliases (by default, every database holding sessions); an alias holding
+    no sessions raises ``ValueError`` naming it.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
     if older_than <= timedelta(0):
         raise ValueError(f"older_than must be a positive age, not {older_than}")
+    swept = databases_to_sweep(databases)
     now = now or timezone.now()
     try:
         inactive_since = now - older_than
@@ -102,46 +112,54 @@ def delete_resolved_sessions(
         raise ValueError(f"older_than is too large: {older_than}") from None
 
     total = 0
-    last_pk = 0
     batch_number = 0
-    while True:
-        pks = list(
-            resolved_sessions(inactive_since)
-            .filter(pk__gt=last_pk)
-            .order_by("pk")
-            .values_list("pk", flat=True)[:batch_size]
-        )
-        if not pks:
-            break
-        last_pk = pks[-1]
-        batch_number += 1
-        if dry_run:
-            total += len(pks)
-            message = f"batch {batch_number}: would delete {len(pks)} session(s)"
-        else:
-            deleted, rows = _delete(pks, inactive_since)
-            total += deleted
-            message = f"batch {batch_number}: deleted {deleted} session(s) ({rows} rows)"
-        if progress:
-            progress(f"{message}, {total} so far")
+    for using in swept:
+        # Several databases: each line says which one its batch is in.
+        where = f" in {using}" if len(swept) > 1 else ""
+        last_pk = 0
+        while True:
+            pks = list(
+                resolved_sessions(inactive_since, using)
+                .filter(pk__gt=last_pk)
+                .order_by("pk")
+                .values_list("pk", flat=True)[:batch_size]
+            )
+            if not pks:
+                break
+            last_pk = pks[-1]
+            batch_number += 1
+            if dry_run:
+                total += len(pks)
+                message = f"batch {batch_number}{where}: would delete {len(pks)} session(s)"
+            else:
+                deleted, rows = _delete(pks, inactive_since, using)
+                total += deleted
+                message = f"batch {batch_number}{where}: deleted {deleted} session(s) ({rows} rows)"
+            if progress:
+                progress(f"{message}, {total} so far")
     return total
 
 
-def _delete(pks: list[int], inactive_since: datetime) -> tuple[int, int]:
-    """Delete those of ``pks`` still over; return (sessions deleted, rows deleted)."""
-    with transaction.atomic():
+def _delete(pks: list[int], inactive_since: datetime, using: str | None = None) -> tuple[int, int]:
+    """Delete those of ``pks`` still over, in ``using`` (by default, the first database of
+    sessions); return (sessions deleted, rows deleted)."""
+    using = using or session_databases()[0]
+    with transaction.atomic(using=using):
         # Fires lock their session's row first: holding these locks, none can
         # slip in between the check and the delete.
         locked = list(
-            TriggerSession.objects.select_for_update()
+            TriggerSession.objects.using(using)
+            .select_for_update()
             .filter(pk__in=pks)
             .order_by("pk")
             .values_list("pk", flat=True)
         )
         still_over = list(
-            resolved_sessions(inactive_since).filter(pk__in=locked).values_list("pk", flat=True)
+            resolved_sessions(inactive_since, using)
+            .filter(pk__in=locked)
+            .values_list("pk", flat=True)
         )
         if not still_over:
             return 0, 0
-        rows, per_model = TriggerSession.objects.filter(pk__in=still_over).delete()
+        rows, per_model = TriggerSession.objects.using(using).filter(pk__in=still_over).delete()
         return per_model.get(TriggerSession._meta.label, 0), rows

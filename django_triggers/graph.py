@@ -124,12 +124,13 @@ def session_graph(manager: TriggerManager, configs: Iterable[TaskConfig] | None 
     by source, target and kind. ``configs``, the session's configurations if
     the caller has read them already, saves reading them again.
     """
-    session = manager.session
+    session, database = manager.session, manager.database
     if configs is None:
-        configs = TaskConfig.objects.filter(session=session)
+        configs = TaskConfig.objects.using(database).filter(session=session)
     configs = sorted(configs, key=lambda config: config.name)
     fired = set(
-        FiredTrigger.objects.filter(session=session)
+        FiredTrigger.objects.using(database)
+        .filter(session=session)
         .order_by()
         .values_list("trigger_name", flat=True)
         .distinct()
@@ -138,7 +139,8 @@ def session_graph(manager: TriggerManager, configs: Iterable[TaskConfig] | None 
         TaskInstance.objects.filter(config=OuterRef("config")).order_by("-number").values("number")
     )
     latest_status = dict(
-        TaskInstance.objects.filter(session=session, number=Subquery(latest_number[:1]))
+        TaskInstance.objects.using(database)
+        .filter(session=session, number=Subquery(latest_number[:1]))
         .order_by()
         .values_list("task_name", "status")
     )

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from django.db import router, transaction
+from django.db import transaction
 from django.db.models import Exists, Max, OuterRef, Subquery
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -48,6 +48,7 @@ from django_triggers.models import (
     TriggerSession,
 )
 from django_triggers.registry import get_runner_class
+from django_triggers.routers import session_database
 from django_triggers.statuses import (
     ABANDONED,
     FAILED,
@@ -101,7 +102,7 @@ class TriggerManager(AsyncManagerMixin):
     def session(self) -> TriggerSession:
         """The session's row, read (or created) when first needed, not by the constructor."""
         if self._session is None:
-            using = router.db_for_write(TriggerSession)
+            using = session_database(self.session_uid)
             self._session = store_for(using).find_or_create_session(
                 self.session_uid, self.class_path()
             )
@@ -158,7 +159,7 @@ class TriggerManager(AsyncManagerMixin):
     @staticmethod
     def _existing_session(session_uid: str) -> TriggerSession:
         encoding.check_name(session_uid, what="a session uid", max_length=MAX_NAME_LENGTH)
-        using = router.db_for_write(TriggerSession)
+        using = session_database(session_uid)
         session = TriggerSession.objects.using(using).filter(uid=session_uid).first()
         if session is None:
             raise SessionNotFound(f"no trigger session has the uid {session_uid!r}")
@@ -175,7 +176,7 @@ class TriggerManager(AsyncManagerMixin):
         and reads the session. Raises ``SessionNotFound``, or
         ``ManagerClassError`` once the instance has been failed with it.
         """
-        using = router.db_for_write(TriggerSession)
+        using = session_database(session_uid)
         started = store_for(using).start_by_uid(session_uid, instance_name, timezone.now())
         instance: TaskInstance | None = None
         if started is None:
@@ -276,7 +277,7 @@ class TriggerManager(AsyncManagerMixin):
         """The session's configuration, as the directives were written."""
         return {
             config.name: config.as_directives()
-            for config in TaskConfig.objects.filter(session=self.session)
+            for config in TaskConfig.objects.using(self.database).filter(session=self.session)
         }
 
     # -- firing ----------------------------------------------------------------
@@ -453,17 +454,14 @@ class TriggerManager(AsyncManagerMixin):
     @property
     def latest_kwargs(self) -> dict[str, Any]:
         """``{trigger: kwargs}`` of the most recent fire of every trigger in the session."""
+        fires = FiredTrigger.objects.using(self.database)
         latest_ids = (
-            FiredTrigger.objects.filter(session=self.session)
+            fires.filter(session=self.session)
             .values("trigger_name")
             .annotate(latest=Max("id"))
             .values("latest")
         )
-        return dict(
-            FiredTrigger.objects.filter(id__in=Subquery(latest_ids)).values_list(
-                "trigger_name", "kwargs"
-            )
-        )
+        return dict(fires.filter(id__in=Subquery(latest_ids)).values_list("trigger_name", "kwargs"))
 
     # -- dispatch ---------------------------------------------------------------
 
@@ -728,8 +726,10 @@ class TriggerManager(AsyncManagerMixin):
         """The instance of that name (or a fresh copy of the given instance)."""
         name = self._instance_name(instance)
         try:
-            return TaskInstance.objects.select_related("config").get(
-                session=self.session, name=name
+            return (
+                TaskInstance.objects.using(self.database)
+                .select_related("config")
+                .get(session=self.session, name=name)
             )
         except TaskInstance.DoesNotExist:
             raise InstanceNotFound(
@@ -739,9 +739,9 @@ class TriggerManager(AsyncManagerMixin):
     def instances_of_task(self, task_name: str) -> list[TaskInstance]:
         """Every instance of a task, by number."""
         return list(
-            TaskInstance.objects.filter(session=self.session, task_name=task_name).order_by(
-                "number"
-            )
+            TaskInstance.objects.using(self.database)
+            .filter(session=self.session, task_name=task_name)
+            .order_by("number")
         )
 
     def get_unresolved_tasks(self) -> list[TaskConfig]:
@@ -750,7 +750,9 @@ class TriggerManager(AsyncManagerMixin):
             status__in=TaskInstance.RESOLVED_STATUSES
         )
         return list(
-            TaskConfig.objects.filter(session=self.session).filter(
+            TaskConfig.objects.using(self.database)
+            .filter(session=self.session)
+            .filter(
                 ~Exists(TaskInstance.objects.filter(config=OuterRef("pk"))) | Exists(unresolved)
             )
         )
@@ -758,17 +760,17 @@ class TriggerManager(AsyncManagerMixin):
     def get_unresolved_instances(self) -> list[TaskInstance]:
         """Instances that are not finished, skipped, replayed or abandoned."""
         return list(
-            TaskInstance.objects.filter(session=self.session).exclude(
-                status__in=TaskInstance.RESOLVED_STATUSES
-            )
+            TaskInstance.objects.using(self.database)
+            .filter(session=self.session)
+            .exclude(status__in=TaskInstance.RESOLVED_STATUSES)
         )
 
     def get_instances_with_unresolved_logs(self) -> list[TaskInstance]:
         """Instances whose ``logs_resolved`` is false."""
         return list(
-            TaskInstance.objects.filter(session=self.session).filter(
-                TaskInstance.unresolved_logs_q()
-            )
+            TaskInstance.objects.using(self.database)
+            .filter(session=self.session)
+            .filter(TaskInstance.unresolved_logs_q())
         )
 
     def waiting_for(self, instance: InstanceRef) -> dict[str, list[str]]:
@@ -788,12 +790,17 @@ class TriggerManager(AsyncManagerMixin):
         encoding.check_name(source_session_uid, what="a session uid", max_length=MAX_NAME_LENGTH)
         if source_session_uid == self.session_uid:
             raise ValueError("a session cannot be replayed into itself")
-        source = TriggerSession.objects.filter(uid=source_session_uid).first()
+        source_database = session_database(source_session_uid)
+        source = (
+            TriggerSession.objects.using(source_database).filter(uid=source_session_uid).first()
+        )
         if source is None:
             raise SessionNotFound(f"no trigger session has the uid {source_session_uid!r}")
-        recorded = FiredTrigger.objects.filter(
-            session=source, source=FiredTrigger.APPLICATION
-        ).order_by("id")
+        recorded = (
+            FiredTrigger.objects.using(source_database)
+            .filter(session=source, source=FiredTrigger.APPLICATION)
+            .order_by("id")
+        )
         last_id = 0
         while batch := list(recorded.filter(id__gt=last_id)[:batch_size]):
             for fired in batch:
@@ -817,7 +824,8 @@ class TriggerManager(AsyncManagerMixin):
                     "parent": instance.parent.name if instance.parent else None,
                     "retries": instance.retries,
                 }
-                for instance in TaskInstance.objects.filter(session=self.session)
+                for instance in TaskInstance.objects.using(self.database)
+                .filter(session=self.session)
                 .select_related("parent")
                 .order_by("task_name", "number")
             },
@@ -828,7 +836,9 @@ class TriggerManager(AsyncManagerMixin):
                     "source": fired.source,
                     "fired_at": fired.fired_at.isoformat(),
                 }
-                for fired in FiredTrigger.objects.filter(session=self.session).order_by("id")
+                for fired in FiredTrigger.objects.using(self.database)
+                .filter(session=self.session)
+                .order_by("id")
             ],
         }
 

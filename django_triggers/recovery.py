@@ -13,10 +13,14 @@
   ``fail_stuck`` fails them (their worker is presumed lost) so that they can
   be replayed.
 
-It walks the database in batches of primary keys, so memory stays bounded
-however many rows match, and handles each instance in its own transaction
-under its session's lock: several sweeps may run at once, on several
-machines, and each instance is acted on once.
+It walks every database holding sessions (``session_databases()`` of
+:mod:`django_triggers.routers`), or those it is given, in batches of primary
+keys, so memory stays bounded however many rows match, and handles each
+instance in its own transaction under its session's lock: several sweeps may
+run at once, on several machines, and each instance is acted on once. An
+instance whose session is in another database than the one the routers place
+it in is not acted on (its workers could not find it): it is reported among
+the errors.
 
 The :class:`RecoveryReport` it returns counts what was done: both kinds of
 hand-over are ``redispatched``, and ``never_dispatched`` and
@@ -25,7 +29,7 @@ hand-over are ``redispatched``, and ``never_dispatched`` and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -37,6 +41,7 @@ from django_triggers import metrics
 from django_triggers.exceptions import ManagerClassError, SessionNotFound
 from django_triggers.manager import TriggerManager
 from django_triggers.models import TaskInstance
+from django_triggers.routers import MisplacedSession, databases_to_sweep, session_database
 
 #: ``(session uid, instance name)``
 InstanceKey = tuple[str, str]
@@ -98,8 +103,9 @@ def recover(
     batch_size: int = 500,
     now: datetime | None = None,
     progress: Callable[[str], None] | None = None,
+    databases: Sequence[str] | None = None,
 ) -> RecoveryReport:
-    """Run every sweep once; see the module's docstring.
+    """Run every sweep once, in each database of sessions; see the module's docstring.
 
     ``redispatch_after`` is how long an instance whose runner refused it
     waits before it is handed over again. ``stuck_after`` is how long a
@@ -107,13 +113,16 @@ def recover(
     handed over again (keep it above the longest wait in your queues), and
     how long an instance may stay ``running`` before it is reported. Both
     are between 0 and :data:`MAX_WAIT`; anything else raises ``ValueError``
-    before any change.
+    before any change. ``databases`` limits the sweeps to those aliases (by
+    default, every database holding sessions); an alias holding no sessions
+    raises ``ValueError`` naming it.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
     for argument, wait in (("redispatch_after", redispatch_after), ("stuck_after", stuck_after)):
         if not timedelta(0) <= wait <= MAX_WAIT:
             raise ValueError(f"{argument} must be between 0 and 100 years, not {wait}")
+    swept = databases_to_sweep(databases)
     now = now or timezone.now()
     try:
         refused_before = now - redispatch_after
@@ -121,10 +130,57 @@ def recover(
     except OverflowError:
         raise ValueError(f"now is too close to the earliest date: {now}") from None
     report = RecoveryReport()
+    for database in swept:
+        _recover_database(
+            database,
+            report,
+            now=now,
+            refused_before=refused_before,
+            stuck_before=stuck_before,
+            fail_stuck=fail_stuck,
+            batch_size=batch_size,
+            # Several databases: each sweep's progress says which one it is in.
+            progress=_progress_in(database, progress) if len(swept) > 1 else progress,
+        )
+    outcomes = report.as_dict()
+    del outcomes["redispatched"]  # the sum of two others
+    metrics.count_recovery({outcome: len(keys) for outcome, keys in outcomes.items()})
+    return report
+
+
+def _progress_in(
+    database: str, progress: Callable[[str], None] | None
+) -> Callable[[str], None] | None:
+    """``progress``, its lines ending with the database they are about."""
+    if progress is None:
+        return None
+    report = progress
+    return lambda line: report(f"{line} ({database})")
+
+
+def _recover_database(
+    database: str,
+    report: RecoveryReport,
+    *,
+    now: datetime,
+    refused_before: datetime,
+    stuck_before: datetime,
+    fail_stuck: bool,
+    batch_size: int,
+    progress: Callable[[str], None] | None,
+) -> None:
+    """Run every sweep over the instances in ``database``, adding what it did to ``report``."""
     managers: dict[str, TriggerManager] = {}
+    instances = TaskInstance.objects.using(database)
 
     def manager_for(session_uid: str) -> TriggerManager:
         if session_uid not in managers:
+            home = session_database(session_uid)
+            if home != database:
+                raise MisplacedSession(
+                    f"session {session_uid!r} is in database {database!r}, but the routers "
+                    f"place it in {home!r}; move it there with triggers_move_session"
+                )
             if len(managers) >= batch_size:
                 managers.clear()
             managers[session_uid] = TriggerManager.for_existing_session(session_uid)
@@ -136,28 +192,30 @@ def recover(
         found: list[InstanceKey],
         act: Callable[[TriggerManager, str], bool] | None = None,
     ) -> None:
+        before = len(found)
         examined = 0
         for session_uid, instance_name in _in_batches(queryset, batch_size):
             examined += 1
             try:
                 if act is None or act(manager_for(session_uid), instance_name):
                     found.append((session_uid, instance_name))
-            except (ManagerClassError, SessionNotFound) as exc:
+            except (ManagerClassError, SessionNotFound, MisplacedSession) as exc:
                 report.errors.append((session_uid, instance_name, str(exc)))
             if progress and examined % batch_size == 0:
                 progress(f"{label}: {examined} examined so far")
         if progress:
-            progress(f"{label}: {len(found)} of {examined} examined")
+            progress(f"{label}: {len(found) - before} of {examined} examined")
 
     sweep(
         "deadlines",
-        TaskInstance.objects.filter(status=TaskInstance.UNSTARTED, deadline__lte=now),
+        instances.filter(status=TaskInstance.UNSTARTED, deadline__lte=now),
         report.expired,
         lambda manager, name: manager.expire_instance(name, now),
     )
+    handed_over = len(report.never_dispatched)
     sweep(
         "never dispatched",
-        TaskInstance.objects.filter(
+        instances.filter(
             status=TaskInstance.SCHEDULED,
             dispatched_at__isnull=True,
             modified__lte=refused_before,
@@ -169,10 +227,10 @@ def recover(
         ),
     )
     # Just handed over: not stuck, even when ``now`` is ahead of the clock.
-    never_dispatched = set(report.never_dispatched)
+    never_dispatched = set(report.never_dispatched[handed_over:])
     sweep(
         "stuck scheduled",
-        TaskInstance.objects.filter(
+        instances.filter(
             Q(eta__isnull=True) | Q(eta__lte=stuck_before),
             status=TaskInstance.SCHEDULED,
             status_changed_at__lte=stuck_before,
@@ -184,7 +242,7 @@ def recover(
             and manager.redispatch_instance(name, partial(_is_stuck_scheduled, before=stuck_before))
         ),
     )
-    stuck_running = TaskInstance.objects.filter(
+    stuck_running = instances.filter(
         status=TaskInstance.RUNNING, status_changed_at__lte=stuck_before
     )
     sweep("stuck running", stuck_running, report.stuck_running)
@@ -195,10 +253,6 @@ def recover(
             report.failed_stuck,
             lambda manager, name: manager.fail_stuck_instance(name, stuck_before),
         )
-    outcomes = report.as_dict()
-    del outcomes["redispatched"]  # the sum of two others
-    metrics.count_recovery({outcome: len(keys) for outcome, keys in outcomes.items()})
-    return report
 
 
 def _is_stuck_scheduled(instance: TaskInstance, *, before: datetime) -> bool:

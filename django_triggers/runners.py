@@ -83,10 +83,11 @@ class ThreadingTaskRunner(BaseTaskRunner):
     def run(self, manager: TriggerManager, task_instance: TaskInstance) -> None:
         manager_class = type(manager)
         args = (manager_class, manager.session_uid, task_instance.name, task_instance.config.run)
-        if transaction.get_connection().in_atomic_block:
-            # Still inside an uncommitted transaction (Django's TestCase running
-            # on_commit callbacks): another connection could not see the
-            # instance, so run it here, in this thread and transaction.
+        if transaction.get_connection(manager.database).in_atomic_block:
+            # Still inside an uncommitted transaction of the session's database
+            # (Django's TestCase running on_commit callbacks): another
+            # connection could not see the instance, so run it here, in this
+            # thread and transaction.
             self._execute(*args, eta=task_instance.eta, close_connections=False)
             return
         thread = threading.Thread(

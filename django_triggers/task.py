@@ -352,6 +352,14 @@ class TriggerTask(Task):
         the result itself as usual, unless this is a worker's run whose
         result is kept, by django-celery-results' backend, in the session's
         database.
+
+        The backend writes its rows where the routers send ``TaskResult``
+        when asked with no hint (it passes none): that, and not the
+        session's database, is where every row of this task (started,
+        failed, retried) goes, and where ``TaskInstance.task_result`` reads
+        it. So the finish writes the row only when that database is the
+        session's; with sessions spread over several databases, the other
+        sessions' results are stored by the backend, after the task.
         """
         if not apps.is_installed("django_celery_results"):
             return None
@@ -365,6 +373,7 @@ class TriggerTask(Task):
             or request.is_eager
             or request.ignore_result
             or self.ignore_result
+            # Not session_database(): the backend asks the routers with no hint.
             or router.db_for_write(backend.TaskModel) != manager.database
         ):
             return None

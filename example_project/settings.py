@@ -37,11 +37,23 @@ Environment variables:
 ``TRIGGERS_STORE``
     ``auto`` (default) or ``orm``: the portable store on every database,
     PostgreSQL included.
+``TRIGGERS_SHARDS``
+    Unset by default. ``1`` adds a second database of sessions, ``shard1``,
+    of the same kind as ``default`` (its name is the default database's
+    with ``_shard1`` added: ``django_triggers_shard1``, or
+    ``db_shard1.sqlite3`` beside the SQLite file); ``sqlite`` makes that
+    second database a SQLite file (``db_shard1.sqlite3`` beside
+    ``TRIGGERS_SQLITE_PATH``'s file) whatever ``default`` is. Either way,
+    ``django_triggers.routers.SessionHashRouter`` spreads sessions over
+    ``default`` and ``shard1``. For ``tests/test_shards.py`` and
+    ``tests/test_shards_worker.py``; the rest of the suite expects sessions
+    in ``default`` only.
 ``DJANGO_SECRET_KEY``, ``DJANGO_DEBUG``
     The secret key (a fixed, public one by default) and debug mode (``1``,
     the default, or ``0``).
 """
 
+import copy
 import os
 from pathlib import Path
 from typing import Any
@@ -151,6 +163,32 @@ else:
             "TEST": {"NAME": sqlite_path.with_name(f"test_{sqlite_path.name}")},
         }
     }
+
+SHARDS = os.environ.get("TRIGGERS_SHARDS", "")
+if SHARDS not in ("", "1", "sqlite"):
+    raise ValueError(f"TRIGGERS_SHARDS must be 1 or sqlite, not {SHARDS!r}")
+if SHARDS:
+    # A second database of sessions, named after the first.
+    shard = copy.deepcopy(DATABASES["default"])
+    sqlite_file = Path(os.environ.get("TRIGGERS_SQLITE_PATH", BASE_DIR / "db.sqlite3"))
+    sqlite_file = sqlite_file.with_name(f"{sqlite_file.stem}_shard1{sqlite_file.suffix}")
+    if SHARDS == "sqlite" and DATABASE_KIND != "sqlite":
+        shard = {
+            "ENGINE": "django.db.backends.sqlite3",
+            "OPTIONS": {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    if shard["ENGINE"] == "django.db.backends.sqlite3":
+        shard["NAME"] = sqlite_file
+        shard["TEST"] = {"NAME": sqlite_file.with_name(f"test_{sqlite_file.name}")}
+    else:
+        shard["NAME"] = f"{shard['NAME']}_shard1"
+    DATABASES["shard1"] = shard
+    DATABASE_ROUTERS = ["django_triggers.routers.SessionHashRouter"]
+    TRIGGERS_SESSION_DATABASES = ["default", "shard1"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -3,6 +3,8 @@
 import json
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from django_triggers.models import FiredTrigger, TaskInstance, TriggerSession
 from tests.test_commands import ECHO, database_rows, run_command
@@ -175,6 +177,23 @@ def big(db):
     return build_big_session("big", tasks=200, instances=600, fires=300, waiting=60, not_started=40)
 
 
+def suffix(name):
+    """The index of a task of the big session (``task_name(index)``), which is also the
+    order its instances were created and changed status in."""
+    return int(name.partition("#")[0][-4:])
+
+
+def summary_list(stdout, heading):
+    """The names listed under ``heading`` in a summary."""
+    lines = stdout[stdout.index(f"{heading} (") :].splitlines()[1:]
+    listed = []
+    for line in lines:
+        if not line.startswith("  ") or line.startswith("  ..."):
+            break
+        listed.append(line.split()[0].rstrip(":"))
+    return listed
+
+
 def test_show_sums_up_a_big_session(big):
     stdout, _ = run_command("triggers_show", "big")
 
@@ -236,3 +255,66 @@ def test_show_lists_tasks_in_workflow_order(big):
         assert position[task_name(index)] > position[task_name(index - 20)]
     assert tasks != sorted(tasks)
     assert tasks[:20] == [task_name(index) for index in range(20)]
+
+
+def test_the_summary_takes_as_many_queries_for_a_few_instances_as_for_hundreds(big):
+    from bench.big_session import build_big_session
+
+    build_big_session(
+        "few", tasks=45, instances=5, fires=10, failed=1, in_flight=1, waiting=1, not_started=40
+    )
+
+    with CaptureQueriesContext(connection) as few_queries:
+        few, _ = run_command("triggers_show", "few")
+    with CaptureQueriesContext(connection) as big_queries:
+        many, _ = run_command("triggers_show", "big")
+
+    assert "  instances: 5 (" in few
+    assert "  instances: 600 (" in many
+    assert len(few_queries.captured_queries) == len(big_queries.captured_queries)
+
+
+def test_a_session_big_in_fires_alone_is_summed_up_with_what_failed_and_what_waits(session):
+    for page in range(41):
+        session.fire("page", {"page": page})
+
+    stdout = show(session)
+
+    assert "Summary" in stdout
+    assert "  tasks: 3 configured, 0 without an instance yet\n" in stdout
+    assert "  instances: 3 (unstarted 1, finished 1, failed 1)\n" in stdout
+    assert "  t_fail#0: builtins.ValueError: the data is wrong\n" in stdout
+    assert '    context: {"field": "birthday", "row": 7}\n' in stdout
+    assert "  t_wait#0 waits for: b (has a); abandoned once d fires (already fired: c)\n" in stdout
+    assert "Latest fires (44)\n" in stdout
+    [last] = [line for line in stdout.splitlines() if line.startswith("  44. ")]
+    assert last.endswith('  page  (application)  {"page": 40}')
+    assert "  ... and 39 more (--section fires)\n" in stdout
+
+
+def test_the_summary_lists_the_failures_that_happened_first(big):
+    stdout, _ = run_command("triggers_show", "big")
+
+    assert summary_list(stdout, "Failures") == [
+        f"{name}#0" for name in sorted(big.failed, key=suffix)[:15]
+    ]
+
+
+def test_the_summary_lists_the_instances_waiting_the_longest_first(big):
+    waiting = TaskInstance.objects.filter(status=TaskInstance.UNSTARTED).values_list(
+        "name", flat=True
+    )
+
+    stdout, _ = run_command("triggers_show", "big")
+
+    assert summary_list(stdout, "Waiting") == sorted(waiting, key=suffix)[:15]
+
+
+def test_the_summary_lists_tasks_without_an_instance_in_the_order_configured(big):
+    from bench.big_session import task_name
+
+    stdout, _ = run_command("triggers_show", "big")
+
+    assert summary_list(stdout, "Tasks without an instance yet") == [
+        task_name(index) for index in range(160, 175)
+    ]

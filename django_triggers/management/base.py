@@ -15,15 +15,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import CommandError, OutputWrapper
+from django.core.management.base import CommandError, CommandParser, OutputWrapper
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import DataError, router
+from django.db import DataError
 from django.utils.translation import gettext
 
 from django_triggers import encoding
 from django_triggers.exceptions import ManagerClassError, SessionNotFound
 from django_triggers.manager import TriggerManager
-from django_triggers.models import TriggerSession
+from django_triggers.routers import databases_to_sweep
 from django_triggers.runners import ThreadingTaskRunner
 
 #: What a change refused before anything was kept raises: the manager's own
@@ -74,9 +74,26 @@ def get_manager(
         raise CommandError(str(exc)) from None
 
 
-def sessions_database() -> str:
-    """The database changes to sessions are written to, for the transactions that wrap them."""
-    return router.db_for_write(TriggerSession)
+def add_database_argument(parser: CommandParser) -> None:
+    """The ``--database`` option of the commands that sweep sessions."""
+    parser.add_argument(
+        "--database",
+        metavar="ALIAS",
+        help="Only the sessions in this database (default: every database holding sessions).",
+    )
+
+
+def selected_databases(alias: str | None) -> list[str] | None:
+    """The databases ``--database`` limits a sweep to (``None``: all of them).
+
+    An alias that does not exist, or holds no sessions, is an error naming it.
+    """
+    if alias is None:
+        return None
+    try:
+        return databases_to_sweep([alias])
+    except ValueError as exc:
+        raise CommandError(f"--database: {exc}") from None
 
 
 def check_name_argument(value: str, what: str) -> str:

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django_triggers.exceptions import SessionNotFound
 from django_triggers.manager import TriggerManager
 from django_triggers.models import TriggerSession
+from django_triggers.routers import session_database
 from example_project.questionnaire import services
 from example_project.questionnaire.forms import LAST_PAGE, PAGE_FORMS, StartForm
 
@@ -79,7 +80,8 @@ async def complete_json(request: HttpRequest, session_uid: str) -> JsonResponse:
     methods run its sync ones in Django's thread for database work, as the
     ORM's ``a`` methods do; constructing the manager reads nothing.
     """
-    if not await TriggerSession.objects.filter(uid=session_uid).aexists():
+    sessions = TriggerSession.objects.using(session_database(session_uid))
+    if not await sessions.filter(uid=session_uid).aexists():
         raise Http404(f"No questionnaire has the session {session_uid!r}.")
     manager = TriggerManager(session_uid)
     scheduled = await manager.afire("questionnaireComplete")

@@ -4,7 +4,12 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from django_triggers.cleanup import delete_resolved_sessions, parse_age
-from django_triggers.management.base import check_batch_size, write_json
+from django_triggers.management.base import (
+    add_database_argument,
+    check_batch_size,
+    selected_databases,
+    write_json,
+)
 
 
 class Command(BaseCommand):
@@ -34,6 +39,7 @@ class Command(BaseCommand):
             help="Sessions handled at a time, each batch in its own transaction "
             "(default: %(default)s).",
         )
+        add_database_argument(parser)
         parser.add_argument(
             "--json",
             action="store_true",
@@ -42,6 +48,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         batch_size = check_batch_size(options["batch_size"])
+        databases = selected_databases(options["database"])
         try:
             older_than = parse_age(options["older_than"])
         except ValueError as exc:
@@ -54,6 +61,7 @@ class Command(BaseCommand):
                 dry_run=options["dry_run"],
                 now=now,
                 progress=None if options["json"] else self.stderr.write,
+                databases=databases,
             )
         except ValueError as exc:
             raise CommandError(f"--older-than: {exc}") from None

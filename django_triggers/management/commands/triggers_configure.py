@@ -7,9 +7,9 @@ from django_triggers.management.base import (
     get_manager,
     manager_errors,
     read_json_file,
-    sessions_database,
     write_json,
 )
+from django_triggers.routers import session_database
 from django_triggers.text import printable
 
 
@@ -37,7 +37,10 @@ class Command(BaseCommand):
         session_uid, path = options["session"], options["file"]
         configuration = read_json_file(path, "configuration file")
         # One transaction: a session made by --create is not kept if the configuration is refused.
-        with transaction.atomic(using=sessions_database()), manager_errors(prefix=f"{path}: "):
+        with (
+            transaction.atomic(using=session_database(session_uid)),
+            manager_errors(prefix=f"{path}: "),
+        ):
             manager = get_manager(session_uid, create=options["create"], offer_create=True)
             manager.update_configuration(configuration)
         if options["json"]:

@@ -8,11 +8,11 @@ from django_triggers.management.base import (
     manager_errors,
     parse_json_object,
     read_json_file,
-    sessions_database,
     wait_for_task_threads,
     write_json,
 )
 from django_triggers.models import FiredTrigger
+from django_triggers.routers import session_database
 from django_triggers.text import printable
 
 
@@ -51,7 +51,7 @@ class Command(BaseCommand):
         kwargs = self.read_kwargs(options)
         session_uid, trigger = options["session"], options["trigger"]
         # One transaction: a session made by --create is not kept if the fire is refused.
-        with transaction.atomic(using=sessions_database()), manager_errors():
+        with transaction.atomic(using=session_database(session_uid)), manager_errors():
             manager = get_manager(session_uid, create=options["create"], offer_create=True)
             scheduled = manager.fire(
                 trigger, kwargs, source=FiredTrigger.COMMAND, event_id=options["event_id"]

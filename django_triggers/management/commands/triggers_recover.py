@@ -4,7 +4,12 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_triggers.management.base import check_batch_size, write_json
+from django_triggers.management.base import (
+    add_database_argument,
+    check_batch_size,
+    selected_databases,
+    write_json,
+)
 from django_triggers.recovery import (
     DEFAULT_REDISPATCH_AFTER,
     DEFAULT_STUCK_AFTER,
@@ -69,12 +74,14 @@ class Command(BaseCommand):
             default=500,
             help="Rows read at a time (default: %(default)s).",
         )
+        add_database_argument(parser)
         parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         batch_size = check_batch_size(options["batch_size"])
         redispatch_after = seconds(options["redispatch_after"], "--redispatch-after")
         stuck_after = seconds(options["stuck_after"], "--stuck-after")
+        databases = selected_databases(options["database"])
         report_progress = options["verbosity"] >= 2 and not options["json"]
         report = recover(
             redispatch_after=redispatch_after,
@@ -82,6 +89,7 @@ class Command(BaseCommand):
             fail_stuck=options["fail_stuck"],
             batch_size=batch_size,
             progress=self.stdout.write if report_progress else None,
+            databases=databases,
         )
         if options["json"]:
             write_json(self.stdout, report.as_dict())

@@ -8,11 +8,11 @@ from django_triggers.management.base import (
     get_manager,
     manager_errors,
     parse_json_object,
-    sessions_database,
     wait_for_task_threads,
     write_json,
 )
 from django_triggers.models import TaskInstance
+from django_triggers.routers import session_database
 from django_triggers.text import printable
 
 
@@ -54,7 +54,7 @@ class Command(BaseCommand):
             else None
         )
         manager = get_manager(options["session"])
-        with transaction.atomic(using=sessions_database()), manager_errors():
+        with transaction.atomic(using=session_database(manager.session_uid)), manager_errors():
             if options["all_failed"]:
                 names = [
                     instance.name

@@ -11,11 +11,11 @@ from django_triggers.management.base import (
     get_manager,
     manager_errors,
     read_json_file,
-    sessions_database,
     wait_for_task_threads,
 )
 from django_triggers.manager import TriggerManager
 from django_triggers.models import TriggerSession
+from django_triggers.routers import session_database
 from django_triggers.text import printable
 
 
@@ -58,7 +58,7 @@ class Command(BaseCommand):
         batch_size = check_batch_size(options["batch_size"])
         source = get_manager(options["source"])
         new_uid = check_name_argument(options["session"], "the new session uid")
-        if TriggerSession.objects.filter(uid=new_uid).exists():
+        if TriggerSession.objects.using(session_database(new_uid)).filter(uid=new_uid).exists():
             raise CommandError(f"session {new_uid!r} already exists; replay into a new session uid")
         if options["configuration"] is not None:
             configuration = read_json_file(options["configuration"], "configuration file")
@@ -71,7 +71,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 "Dry run: nothing is kept and no task runs, so cascades do not happen."
             )
-            with transaction.atomic(using=sessions_database()):
+            with transaction.atomic(using=session_database(new_uid)):
                 self.replay(source, new_uid, configuration, origin, batch_size, dry_run=True)
                 # Dropping the transaction also drops its on_commit callbacks: nothing
                 # reaches a runner.
@@ -94,7 +94,10 @@ class Command(BaseCommand):
         dry_run: bool,
     ) -> None:
         # The new session is managed like the source, so the same hooks and directives apply.
-        with transaction.atomic(using=sessions_database()), manager_errors(prefix=f"{origin}: "):
+        with (
+            transaction.atomic(using=session_database(new_uid)),
+            manager_errors(prefix=f"{origin}: "),
+        ):
             manager = type(source)(new_uid)
             manager.update_configuration(configuration)
         self.stdout.write(

@@ -1,13 +1,16 @@
+from __future__ import annotations
+
 import json
-from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
+from django.db.models import Count, Exists, OuterRef, QuerySet
 
 from django_triggers.graph import workflow_order
 from django_triggers.management.base import get_manager, write_json
 from django_triggers.manager import TriggerManager
-from django_triggers.models import TaskInstance
+from django_triggers.models import FiredTrigger, TaskConfig, TaskInstance, TriggerSession
 from django_triggers.text import printable
 
 #: Longest kwargs shown in full in the plain output (``--json`` shows them all).
@@ -21,6 +24,56 @@ SUMMARY_LIMIT = 15
 SUMMARY_FIRES = 5
 
 SECTIONS = ("configuration", "fires", "instances", "waiting", "failures")
+IN_FLIGHT = (TaskInstance.SCHEDULED, TaskInstance.RUNNING)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """How much a session holds, counted by the database: enough to know whether it is big."""
+
+    tasks: int
+    not_started: int
+    #: Instances by status, only the statuses some instance has.
+    statuses: dict[str, int]
+    fires: int
+
+    @classmethod
+    def of(cls, session: TriggerSession, database: str) -> Counts:
+        tasks = (
+            TaskConfig.objects.using(database)
+            .filter(session=session)
+            .aggregate(
+                tasks=Count("pk"),
+                not_started=Count(
+                    "pk", filter=~Exists(TaskInstance.objects.filter(config=OuterRef("pk")))
+                ),
+            )
+        )
+        statuses = dict(
+            TaskInstance.objects.using(database)
+            .filter(session=session)
+            .order_by()
+            .values_list("status")
+            .annotate(Count("pk"))
+        )
+        return cls(
+            tasks=tasks["tasks"],
+            not_started=tasks["not_started"],
+            statuses=statuses,
+            fires=FiredTrigger.objects.using(database).filter(session=session).count(),
+        )
+
+    @property
+    def instances(self) -> int:
+        return sum(self.statuses.values())
+
+    def count(self, *statuses: str) -> int:
+        return sum(self.statuses.get(status, 0) for status in statuses)
+
+    @property
+    def is_big(self) -> bool:
+        """Whether a section would print more than :data:`SECTION_LIMIT` lines."""
+        return max(self.tasks, self.instances, self.fires) > SECTION_LIMIT
 
 
 class Command(BaseCommand):
@@ -60,40 +113,21 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         manager = get_manager(options["session"], read_only=True)
-        data = manager.debug_repr()
-        data["waiting"] = {
-            name: manager.waiting_for(name)
-            for name, instance in data["instances"].items()
-            if instance["status"] == TaskInstance.UNSTARTED
-        }
         if options["json"]:
-            write_json(self.stdout, data)
+            write_json(self.stdout, everything(manager))
             return
-        order = workflow_order(
-            {
-                task: [*directives.get("after", []), *filter(None, [directives.get("andEvery")])]
-                for task, directives in data["configuration"].items()
-            }
-        )
-        rank = {name: index for index, name in enumerate(order)}
-        data["instances"] = dict(
-            sorted(
-                data["instances"].items(),
-                key=lambda item: (rank.get(_task_of(item[0]), len(rank)), _number_of(item[0])),
-            )
-        )
-        data["configuration"] = {name: data["configuration"][name] for name in order}
-        self.show_header(manager)
         sections = list(dict.fromkeys(options["section"]))
-        big = any(len(data[key]) > SECTION_LIMIT for key in _SECTION_DATA.values())
-        if sections:
-            for section in sections:
-                getattr(self, f"show_{section}")(data)
-        elif big and not options["full"]:
-            self.show_summary(manager, data)
-        else:
-            for section in SECTIONS:
-                getattr(self, f"show_{section}")(data)
+        if not sections and not options["full"]:
+            # Counted first, so that a big session is summed up without reading it.
+            counts = Counts.of(manager.session, manager.database)
+            if counts.is_big:
+                self.show_header(manager)
+                self.show_summary(manager, counts)
+                return
+        data = in_workflow_order(everything(manager))
+        self.show_header(manager)
+        for section in sections or SECTIONS:
+            getattr(self, f"show_{section}")(data)
 
     # -- sections ----------------------------------------------------------------
 
@@ -104,27 +138,20 @@ class Command(BaseCommand):
         self.write_line(f"  created: {session.created.isoformat()}")
 
     def show_configuration(self, data: dict[str, Any]) -> None:
-        self.heading("Configuration", data["configuration"])
+        self.heading("Configuration", len(data["configuration"]))
         for task, directives in data["configuration"].items():
             self.write_line(f"  {task}")
             for directive, value in directives.items():
                 self.write_line(f"    {directive}: {json.dumps(value)}")
 
-    def show_fires(self, data: dict[str, Any], limit: int | None = None) -> None:
+    def show_fires(self, data: dict[str, Any]) -> None:
         fires = data["fired_triggers"]
-        shown = fires if limit is None else fires[-limit:]
-        title = "Fired triggers" if limit is None else "Latest fires"
-        self.heading(title, fires)
-        first = len(fires) - len(shown) + 1
-        for number, fired in enumerate(shown, first):
-            self.write_line(
-                f"  {number}. {fired['fired_at']}  {fired['trigger_name']}  "
-                f"({fired['source']})  {shorten(fired['kwargs'])}"
-            )
-        self.more(len(fires) - len(shown), "fires")
+        self.heading("Fired triggers", len(fires))
+        for number, fired in enumerate(fires, 1):
+            self.write_fire(number, fired)
 
     def show_instances(self, data: dict[str, Any]) -> None:
-        self.heading("Instances", data["instances"])
+        self.heading("Instances", len(data["instances"]))
         # Names are padded as shown, escapes included, so that statuses line up.
         shown_names = {name: printable(name) for name in data["instances"]}
         width = max(map(len, shown_names.values()), default=0)
@@ -134,82 +161,84 @@ class Command(BaseCommand):
                 line += f"  (replays {instance['parent']}, retry {instance['retries']})"
             self.write_line(line)
 
-    def show_waiting(self, data: dict[str, Any], limit: int | None = None) -> None:
-        waiting = list(data["waiting"].items())
-        shown = waiting if limit is None else waiting[:limit]
-        self.heading("Waiting", waiting)
-        for name, what in shown:
-            line = f"  {name} waits for: {', '.join(what['after_missing']) or 'nothing'}"
-            if what["after_fired"]:
-                line += f" (has {', '.join(what['after_fired'])})"
-            if what["unless_missing"] or what["unless_fired"]:
-                line += (
-                    f"; abandoned once {', '.join(what['unless_missing'])} "
-                    f"{'fires' if len(what['unless_missing']) == 1 else 'fire'}"
-                )
-                if what["unless_fired"]:
-                    line += f" (already fired: {', '.join(what['unless_fired'])})"
-            self.write_line(line)
-        self.more(len(waiting) - len(shown), "waiting")
+    def show_waiting(self, data: dict[str, Any]) -> None:
+        self.heading("Waiting", len(data["waiting"]))
+        for name, what in data["waiting"].items():
+            self.write_waiting(name, what)
 
-    def show_failures(self, data: dict[str, Any], limit: int | None = None) -> None:
+    def show_failures(self, data: dict[str, Any]) -> None:
         failures = [
             (name, instance["metadata"])
             for name, instance in data["instances"].items()
             if instance["status"] == TaskInstance.FAILED
         ]
-        shown = failures if limit is None else failures[:limit]
-        self.heading("Failures", failures)
-        for name, metadata in shown:
-            self.write_line(
-                f"  {name}: {metadata.get('exception_type', 'unknown exception')}: "
-                f"{metadata.get('exception_message', '')}"
-            )
-            if metadata.get("exception_context"):
-                self.write_line(f"    context: {shorten(metadata['exception_context'])}")
-        self.more(len(failures) - len(shown), "failures")
+        self.heading("Failures", len(failures))
+        for name, metadata in failures:
+            self.write_failure(name, metadata)
 
-    def show_summary(self, manager: TriggerManager, data: dict[str, Any]) -> None:
-        """What a big session holds, what needs attention, and how to see the rest."""
-        instances = data["instances"]
-        counts = Counter(instance["status"] for instance in instances.values())
-        started = {_task_of(name) for name in instances}
-        not_started = [task for task in data["configuration"] if task not in started]
+    def show_summary(self, manager: TriggerManager, counts: Counts) -> None:
+        """What a big session holds, what needs attention, and how to see the rest.
+
+        Read with a fixed number of queries, each counting or returning a few
+        rows, however big the session: no list is read beyond what it shows.
+        """
+        session, database = manager.session, manager.database
+        instances = TaskInstance.objects.using(database).filter(session=session)
         write = self.write_line
         self.stdout.write("")
         self.stdout.write(self.style.MIGRATE_HEADING("Summary"))
-        write(
-            f"  tasks: {len(data['configuration'])} configured, "
-            f"{len(not_started)} without an instance yet"
-        )
+        write(f"  tasks: {counts.tasks} configured, {counts.not_started} without an instance yet")
         by_status = ", ".join(
-            f"{status} {counts[status]}"
+            f"{status} {counts.statuses[status]}"
             for status, _ in TaskInstance.STATUS_CHOICES
-            if counts[status]
+            if counts.statuses.get(status)
         )
-        write(f"  instances: {len(instances)}" + (f" ({by_status})" if by_status else ""))
-        fires = data["fired_triggers"]
+        write(f"  instances: {counts.instances}" + (f" ({by_status})" if by_status else ""))
+        fires = FiredTrigger.objects.using(database).filter(session=session).order_by("-pk")
+        latest = [_fire_repr(fired) for fired in fires[:SUMMARY_FIRES]][::-1]
         write(
-            f"  fires: {len(fires)}" + (f", the last at {fires[-1]['fired_at']}" if fires else "")
+            f"  fires: {counts.fires}"
+            + (f", the last at {latest[-1]['fired_at']}" if latest else "")
         )
 
-        self.show_failures(data, SUMMARY_LIMIT)
-        in_flight = [
-            (name, instance["status"])
-            for name, instance in instances.items()
-            if instance["status"] in (TaskInstance.SCHEDULED, TaskInstance.RUNNING)
-        ]
+        # Each list in the order its instances reached their status: what failed
+        # first, what may be stuck, what has waited the longest come first.
+        failed = counts.count(TaskInstance.FAILED)
+        self.heading("Failures", failed)
+        for instance in _first(instances.filter(status=TaskInstance.FAILED)):
+            self.write_failure(instance.name, instance.metadata)
+        self.more(failed - SUMMARY_LIMIT, "failures")
+
+        in_flight = counts.count(*IN_FLIGHT)
         self.heading("In flight", in_flight)
-        for name, status in in_flight[:SUMMARY_LIMIT]:
-            write(f"  {name}  {status}")
-        self.more(len(in_flight) - SUMMARY_LIMIT, "instances")
-        self.show_waiting(data, SUMMARY_LIMIT)
-        self.heading("Tasks without an instance yet", not_started)
-        for task in not_started[:SUMMARY_LIMIT]:
-            after = data["configuration"][task].get("after", [])
+        for instance in _first(instances.filter(status__in=IN_FLIGHT)):
+            write(f"  {instance.name}  {instance.status}")
+        self.more(in_flight - SUMMARY_LIMIT, "instances")
+
+        waiting = counts.count(TaskInstance.UNSTARTED)
+        self.heading("Waiting", waiting)
+        unstarted = instances.filter(status=TaskInstance.UNSTARTED).select_related("config")
+        for instance in _first(unstarted):
+            self.write_waiting(instance.name, instance.waiting_for())
+        self.more(waiting - SUMMARY_LIMIT, "waiting")
+
+        self.heading("Tasks without an instance yet", counts.not_started)
+        not_started = (
+            TaskConfig.objects.using(database)
+            .filter(session=session)
+            .exclude(Exists(TaskInstance.objects.filter(config=OuterRef("pk"))))
+            .order_by("pk")
+            .values_list("name", "after", "and_every")[:SUMMARY_LIMIT]
+        )
+        for task, after, and_every in not_started:
+            after = [name for name in after if name != and_every]
             write(f"  {task} waits for: {', '.join(after) or 'its first fire'}")
-        self.more(len(not_started) - SUMMARY_LIMIT, "configuration")
-        self.show_fires(data, SUMMARY_FIRES)
+        self.more(counts.not_started - SUMMARY_LIMIT, "configuration")
+
+        self.heading("Latest fires", counts.fires)
+        for number, fired in enumerate(latest, counts.fires - len(latest) + 1):
+            self.write_fire(number, fired)
+        self.more(counts.fires - len(latest), "fires")
 
         uid = printable(manager.session_uid)
         self.stdout.write("")
@@ -221,6 +250,33 @@ class Command(BaseCommand):
 
     # -- output --------------------------------------------------------------------
 
+    def write_fire(self, number: int, fired: dict[str, Any]) -> None:
+        self.write_line(
+            f"  {number}. {fired['fired_at']}  {fired['trigger_name']}  "
+            f"({fired['source']})  {shorten(fired['kwargs'])}"
+        )
+
+    def write_waiting(self, name: str, what: dict[str, list[str]]) -> None:
+        line = f"  {name} waits for: {', '.join(what['after_missing']) or 'nothing'}"
+        if what["after_fired"]:
+            line += f" (has {', '.join(what['after_fired'])})"
+        if what["unless_missing"] or what["unless_fired"]:
+            line += (
+                f"; abandoned once {', '.join(what['unless_missing'])} "
+                f"{'fires' if len(what['unless_missing']) == 1 else 'fire'}"
+            )
+            if what["unless_fired"]:
+                line += f" (already fired: {', '.join(what['unless_fired'])})"
+        self.write_line(line)
+
+    def write_failure(self, name: str, metadata: dict[str, Any]) -> None:
+        self.write_line(
+            f"  {name}: {metadata.get('exception_type', 'unknown exception')}: "
+            f"{metadata.get('exception_message', '')}"
+        )
+        if metadata.get("exception_context"):
+            self.write_line(f"    context: {shorten(metadata['exception_context'])}")
+
     def more(self, hidden: int, section: str) -> None:
         """Say how many a list leaves out, and the option that prints them."""
         if hidden > 0:
@@ -230,20 +286,61 @@ class Command(BaseCommand):
         """Write a line of stored data, its control characters spelled out."""
         self.stdout.write(printable(line))
 
-    def heading(self, title: str, items: Any) -> None:
+    def heading(self, title: str, count: int) -> None:
         self.stdout.write("")
-        self.stdout.write(self.style.MIGRATE_HEADING(f"{title} ({len(items)})"))
-        if not items:
+        self.stdout.write(self.style.MIGRATE_HEADING(f"{title} ({count})"))
+        if not count:
             self.stdout.write("  none")
 
 
-#: The data each section prints.
-_SECTION_DATA = {
-    "configuration": "configuration",
-    "fires": "fired_triggers",
-    "instances": "instances",
-    "waiting": "waiting",
-}
+def everything(manager: TriggerManager) -> dict[str, Any]:
+    """The manager's ``debug_repr()``, with what each unstarted instance waits for."""
+    data = manager.debug_repr()
+    unstarted = (
+        TaskInstance.objects.using(manager.database)
+        .filter(session=manager.session, status=TaskInstance.UNSTARTED)
+        .select_related("config")
+    )
+    waiting = {instance.name: instance.waiting_for() for instance in unstarted}
+    # In the order of the instances, as debug_repr() gives them.
+    data["waiting"] = {name: waiting[name] for name in data["instances"] if name in waiting}
+    return data
+
+
+def in_workflow_order(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with its tasks and instances in workflow order: what runs first comes first."""
+    order = workflow_order(
+        {
+            task: [*directives.get("after", []), *filter(None, [directives.get("andEvery")])]
+            for task, directives in data["configuration"].items()
+        }
+    )
+    rank = {name: index for index, name in enumerate(order)}
+    data["instances"] = dict(
+        sorted(
+            data["instances"].items(),
+            key=lambda item: (rank.get(_task_of(item[0]), len(rank)), _number_of(item[0])),
+        )
+    )
+    data["configuration"] = {name: data["configuration"][name] for name in order}
+    data["waiting"] = {
+        name: data["waiting"][name] for name in data["instances"] if name in data["waiting"]
+    }
+    return data
+
+
+def _first(instances: QuerySet[TaskInstance]) -> list[TaskInstance]:
+    """The first instances of a list of the summary: those in their status the longest."""
+    return list(instances.order_by("status_changed_at", "pk")[:SUMMARY_LIMIT])
+
+
+def _fire_repr(fired: FiredTrigger) -> dict[str, Any]:
+    return {
+        "trigger_name": fired.trigger_name,
+        "kwargs": fired.kwargs,
+        "source": fired.source,
+        "fired_at": fired.fired_at.isoformat(),
+    }
 
 
 def _task_of(instance_name: str) -> str:

@@ -31,7 +31,9 @@ class Command(BaseCommand):
         if session_uid is not None:
             manager = get_manager(session_uid, read_only=True)
             existing_after = dict(
-                TaskConfig.objects.filter(session=manager.session).values_list("name", "after")
+                TaskConfig.objects.using(manager.database)
+                .filter(session=manager.session)
+                .values_list("name", "after")
             )
         with manager_errors(prefix=f"{path}: "):
             specs = parse_configuration(configuration, existing_after)
