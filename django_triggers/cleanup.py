@@ -63,9 +63,7 @@ def resolved_sessions(
     configs = TaskConfig.objects.filter(session=OuterRef("pk"))
     fires = FiredTrigger.objects.filter(session=OuterRef("pk"))
     instances = TaskInstance.objects.filter(session=OuterRef("pk"))
-    task_without_instance = configs.exclude(
-        Exists(TaskInstance.objects.filter(config=OuterRef("pk")))
-    )
+    task_without_instance = configs.exclude(TaskConfig.has_instance())
     unresolved_instance = instances.exclude(status__in=TaskInstance.RESOLVED_STATUSES)
     recent_configuration = configs.filter(
         Q(created__gte=inactive_since) | Q(updated__gte=inactive_since)

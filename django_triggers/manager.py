@@ -752,9 +752,7 @@ class TriggerManager(AsyncManagerMixin):
         return list(
             TaskConfig.objects.using(self.database)
             .filter(session=self.session)
-            .filter(
-                ~Exists(TaskInstance.objects.filter(config=OuterRef("pk"))) | Exists(unresolved)
-            )
+            .filter(~TaskConfig.has_instance() | Exists(unresolved))
         )
 
     def get_unresolved_instances(self) -> list[TaskInstance]:
@@ -830,12 +828,7 @@ class TriggerManager(AsyncManagerMixin):
                 .order_by("task_name", "number")
             },
             "fired_triggers": [
-                {
-                    "trigger_name": fired.trigger_name,
-                    "kwargs": fired.kwargs,
-                    "source": fired.source,
-                    "fired_at": fired.fired_at.isoformat(),
-                }
+                fired.as_dict()
                 for fired in FiredTrigger.objects.using(self.database)
                 .filter(session=self.session)
                 .order_by("id")

@@ -90,6 +90,11 @@ class TaskConfig(models.Model):
         directives.update(self.extras)
         return directives
 
+    @staticmethod
+    def has_instance() -> models.Exists:
+        """Whether the task of each row has an instance yet: an expression to filter or count by."""
+        return models.Exists(TaskInstance.objects.filter(config=models.OuterRef("pk")))
+
 
 class TaskListener(models.Model):
     """Index row: trigger ``trigger_name`` matters to task ``config``.
@@ -176,6 +181,15 @@ class FiredTrigger(models.Model):
 
     def __str__(self) -> str:
         return self.trigger_name
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fire as JSON-able values, as the session's snapshots show it."""
+        return {
+            "trigger_name": self.trigger_name,
+            "kwargs": self.kwargs,
+            "source": self.source,
+            "fired_at": self.fired_at.isoformat(),
+        }
 
 
 class TaskInstance(models.Model):

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
-from django.db.models import Count, Exists, OuterRef, QuerySet
+from django.db.models import Count, QuerySet
 
 from django_triggers.graph import workflow_order
 from django_triggers.management.base import get_manager, write_json
@@ -44,9 +44,7 @@ class Counts:
             .filter(session=session)
             .aggregate(
                 tasks=Count("pk"),
-                not_started=Count(
-                    "pk", filter=~Exists(TaskInstance.objects.filter(config=OuterRef("pk")))
-                ),
+                not_started=Count("pk", filter=~TaskConfig.has_instance()),
             )
         )
         statuses = dict(
@@ -195,7 +193,7 @@ class Command(BaseCommand):
         )
         write(f"  instances: {counts.instances}" + (f" ({by_status})" if by_status else ""))
         fires = FiredTrigger.objects.using(database).filter(session=session).order_by("-pk")
-        latest = [_fire_repr(fired) for fired in fires[:SUMMARY_FIRES]][::-1]
+        latest = [fired.as_dict() for fired in fires[:SUMMARY_FIRES]][::-1]
         write(
             f"  fires: {counts.fires}"
             + (f", the last at {latest[-1]['fired_at']}" if latest else "")
@@ -226,7 +224,7 @@ class Command(BaseCommand):
         not_started = (
             TaskConfig.objects.using(database)
             .filter(session=session)
-            .exclude(Exists(TaskInstance.objects.filter(config=OuterRef("pk"))))
+            .exclude(TaskConfig.has_instance())
             .order_by("pk")
             .values_list("name", "after", "and_every")[:SUMMARY_LIMIT]
         )
@@ -332,15 +330,6 @@ def in_workflow_order(data: dict[str, Any]) -> dict[str, Any]:
 def _first(instances: QuerySet[TaskInstance]) -> list[TaskInstance]:
     """The first instances of a list of the summary: those in their status the longest."""
     return list(instances.order_by("status_changed_at", "pk")[:SUMMARY_LIMIT])
-
-
-def _fire_repr(fired: FiredTrigger) -> dict[str, Any]:
-    return {
-        "trigger_name": fired.trigger_name,
-        "kwargs": fired.kwargs,
-        "source": fired.source,
-        "fired_at": fired.fired_at.isoformat(),
-    }
 
 
 def _task_of(instance_name: str) -> str:
